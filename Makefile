@@ -1,0 +1,35 @@
+# The two set-up commands of the README:  `make run`  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SPEC   ?= examples/digits.json
+
+.PHONY: install run test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+## run: train the example job on this machine (progress bar, per-epoch metrics, checkpoints under runs/)
+run: install
+	$(BIN)/trainyard train $(SPEC)
+
+## test: the whole test suite, slow tests included
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/ruff check nncore service worker tests bench
+
+## bench: throughput of nncore vs PyTorch CPU and scikit-learn (installs the bench extra)
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/core.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,149 @@
+"""Trainer callbacks: hooks the training loop calls, plus early stopping and checkpoints.
+
+A callback overrides any of ``on_train_begin``, ``on_step``, ``on_epoch``,
+``should_stop`` and ``on_train_end``. The trainer calls ``on_step`` and
+``should_stop`` only on callbacks that override them, so an unused hook costs
+nothing per step.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .checkpoint import save_checkpoint
+from .registry import check_number
+
+if TYPE_CHECKING:
+    from .trainer import Trainer, TrainResult
+
+
+@dataclass(slots=True)
+class StepLog:
+    """What one update did. ``loss`` is the mean over the global batch."""
+
+    step: int
+    epoch: int
+    batch: int
+    loss: float
+    lr: float
+    samples: int
+    grad_norm: float = math.nan
+
+
+class Callback:
+    def on_train_begin(self, trainer: "Trainer") -> None:
+        pass
+
+    def on_step(self, trainer: "Trainer", log: StepLog) -> None:
+        pass
+
+    def on_epoch(self, trainer: "Trainer", logs: dict[str, float]) -> None:
+        pass
+
+    def should_stop(self, trainer: "Trainer") -> str | None:
+        """Return a reason to stop training after the current step, or None."""
+        return None
+
+    def on_train_end(self, trainer: "Trainer", result: "TrainResult") -> None:
+        pass
+
+    #: set True to receive StepLog.grad_norm (one extra dot product per step)
+    wants_grad_norm = False
+
+
+def overrides(cb: Callback, method: str) -> bool:
+    return getattr(type(cb), method) is not getattr(Callback, method)
+
+
+class EarlyStopping:
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for
+    ``patience`` epochs; optionally restore the best parameters at the end."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0,
+                 mode: str | None = None, restore_best: bool = True) -> None:
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"`monitor` must be a metric name, got {monitor!r}")
+        self.monitor = monitor
+        self.patience = check_number("patience", patience, low=0, integer=True)
+        self.min_delta = check_number("min_delta", min_delta, low=0)
+        if mode is None:
+            mode = "max" if any(k in monitor for k in ("accuracy", "r2")) else "min"
+        if mode not in ("min", "max"):
+            raise ValueError(f"`mode` must be 'min' or 'max', got {mode!r}")
+        self.mode = mode
+        if not isinstance(restore_best, bool):
+            raise ValueError(f"`restore_best` must be true or false, got {restore_best!r}")
+        self.restore_best = restore_best
+        self.best, self.best_epoch, self.wait = math.inf, -1, 0
+        self.best_params: np.ndarray | None = None
+
+    def get_config(self) -> dict[str, Any]:
+        return {"monitor": self.monitor, "patience": self.patience, "min_delta": self.min_delta,
+                "mode": self.mode, "restore_best": self.restore_best}
+
+    def update(self, logs: dict[str, float], epoch: int, params: np.ndarray) -> bool:
+        """Record an epoch's metrics; True when training should stop."""
+        if self.monitor not in logs:
+            raise ValueError(f"early_stopping monitors {self.monitor!r}, which is not among the metrics "
+                             f"({', '.join(sorted(logs))})")
+        value = logs[self.monitor] if self.mode == "min" else -logs[self.monitor]
+        if value < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                if self.best_params is None:
+                    self.best_params = params.copy()
+                else:
+                    np.copyto(self.best_params, params)
+            return False
+        self.wait += 1
+        return self.wait > self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+
+    def load_state_dict(self, state: dict[str, Any], best_params: np.ndarray | None) -> None:
+        self.best, self.best_epoch, self.wait = float(state["best"]), int(state["best_epoch"]), int(state["wait"])
+        self.best_params = None if best_params is None else np.array(best_params, copy=True)
+
+
+class Checkpointer(Callback):
+    """Write ``epoch-NNNNN.npz`` every ``every`` epochs and at the end, keeping the
+    last ``keep_last`` files (0 keeps all). ``extra`` goes into every checkpoint
+    (the spec, the standardiser, ...)."""
+
+    def __init__(self, directory: str | os.PathLike, every: int = 1, keep_last: int = 0,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.directory = Path(directory)
+        self.every = check_number("checkpoint_every", every, low=0, integer=True)
+        self.keep_last = check_number("keep_last", keep_last, low=0, integer=True)
+        self.extra = dict(extra or {})
+        self.written: list[tuple[int, Path, str]] = []  # (epoch, path, sha256)
+
+    def save(self, trainer: "Trainer") -> Path:
+        path = self.directory / f"epoch-{trainer.epoch:05d}.npz"
+        if self.written and self.written[-1][1] == path:
+            return path
+        digest = save_checkpoint(path, {**trainer.state_dict(), **self.extra})
+        self.written.append((trainer.epoch, path, digest))
+        if self.keep_last:
+            while len(self.written) > self.keep_last:
+                _, old, _ = self.written.pop(0)
+                old.unlink(missing_ok=True)
+        return path
+
+    @property
+    def latest(self) -> Path | None:
+        return self.written[-1][1] if self.written else None
+
+    def on_epoch(self, trainer, logs):
+        if self.every and trainer.epoch % self.every == 0:
+            self.save(trainer)
+
+    def on_train_end(self, trainer, result):
+        if result.status != "diverged":
+            self.save(trainer)

@@ -1,0 +1,188 @@
+"""From a validated job spec to a trained model: data, network, trainer, checkpoints.
+
+This is the one place that turns the spec's JSON into objects, used by the offline
+``trainyard train`` command, the worker and the data-parallel ranks alike, so a job
+trains the same way wherever it runs.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .callbacks import Callback, Checkpointer, EarlyStopping
+from .checkpoint import load_checkpoint
+from .data import Standardizer, train_validation_split
+from .datasets import Dataset, load_dataset
+from .losses import LOSSES, Loss
+from .network import Network
+from .optimizers import OPTIMIZERS
+from .schedules import SCHEDULES
+from .spec import validate_spec
+from .trainer import Reducer, Trainer, TrainData, TrainResult
+
+
+@dataclass
+class PreparedData:
+    """The job's data after split and standardisation, in the network's dtype."""
+
+    train: TrainData
+    val: TrainData | None
+    task: str
+    n_features: int
+    n_classes: int | None
+    standardizer: Standardizer | None
+    name: str
+
+
+def prepare_data(spec: dict[str, Any], dataset: Dataset | None = None, path: str | None = None) -> PreparedData:
+    """Load the spec's dataset (or use ``dataset``), split, standardise, encode targets.
+
+    ``path`` overrides ``data.path`` (the service resolves an uploaded dataset's id to
+    its file this way).
+    """
+    d = spec["data"]
+    if dataset is None:
+        name = d["dataset"]
+        kwargs: dict[str, Any] = {}
+        file_path = path or d.get("path")
+        if name == "uploaded":
+            if file_path is None:
+                raise ValueError("data.dataset_id names an uploaded dataset, but no file was resolved for it")
+            name = "npz" if str(file_path).endswith(".npz") else "csv"
+        if name in ("csv", "npz"):
+            kwargs = {"path": file_path, "target": d.get("target")}
+        else:
+            kwargs = {"n_samples": d.get("n_samples"), "noise": d.get("noise"), "seed": spec["seed"]}
+            kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        dataset = load_dataset(name, **kwargs)
+    dtype = np.dtype(spec["model"]["dtype"])
+    input_dim = spec["model"].get("input_dim")
+    if input_dim is not None and input_dim != dataset.n_features:
+        raise ValueError(f"model.input_dim is {input_dim} but dataset {dataset.name!r} has "
+                         f"{dataset.n_features} features; set input_dim to {dataset.n_features} or leave it out")
+    out_units = spec["model"]["layers"][-1]["units"]
+    Y = dataset.targets(out_units, np.float64)
+    labels = dataset.y if dataset.task != "regression" else None
+    strat = labels if (labels is not None and d["stratify"]) else None
+    tr, va = train_validation_split(dataset.n_samples, d["validation_split"], spec["seed"], strat)
+    X = dataset.X
+    scaler = Standardizer.fit(X[tr]) if d["standardize"] else None
+    if scaler is not None:
+        X = scaler.transform(X)
+
+    def part(idx: np.ndarray) -> TrainData:
+        return TrainData(np.ascontiguousarray(X[idx], dtype=dtype), np.ascontiguousarray(Y[idx], dtype=dtype),
+                         None if labels is None else labels[idx].astype(np.int64))
+
+    return PreparedData(part(tr), part(va) if va.size else None, dataset.task, dataset.n_features,
+                        dataset.n_classes, scaler, dataset.name)
+
+
+def build_network(spec: dict[str, Any], input_dim: int) -> Network:
+    m = spec["model"]
+    return Network(input_dim, m["layers"], init=m["init"], dtype=m["dtype"], seed=spec["seed"])
+
+
+def build_trainer(spec: dict[str, Any], net: Network, task: str, callbacks: Iterable[Callback] = (),
+                  reducer: Reducer | None = None, max_runtime_s: float | None = None) -> Trainer:
+    loss: Loss = LOSSES.resolve(spec["loss"])
+    es = spec.get("early_stopping")
+    return Trainer(
+        net, loss, OPTIMIZERS.resolve(spec["optimizer"]),
+        schedule=SCHEDULES.resolve(spec["schedule"]) if spec.get("schedule") else None,
+        batch_size=spec["batch_size"], epochs=spec["epochs"], shuffle=spec["data"]["shuffle"],
+        drop_last=spec["data"]["drop_last"], seed=spec["seed"], gradient=spec["gradient"],
+        early_stopping=EarlyStopping(**es) if es else None, callbacks=callbacks, reducer=reducer, task=task,
+        max_runtime_s=max_runtime_s if max_runtime_s is not None else spec.get("max_runtime_s"))
+
+
+class Job:
+    """Everything a spec describes, built and ready to ``run``.
+
+    Parameters
+    ----------
+    spec : dict
+        A job spec (validated here if it is not already normalised).
+    out_dir : path, optional
+        Where checkpoints go; without it nothing is written.
+    callbacks : iterable of Callback
+        Extra hooks (progress bars, metric writers, cancel flags).
+    reducer : Reducer, optional
+        The data-parallel gradient reducer; rank 0 alone writes checkpoints.
+    """
+
+    def __init__(self, spec: dict[str, Any], out_dir: str | Path | None = None, callbacks: Iterable[Callback] = (),
+                 reducer: Reducer | None = None, dataset: Dataset | None = None, data_path: str | None = None,
+                 keep_last: int | None = None) -> None:
+        self.spec = validate_spec(spec)
+        self.data = prepare_data(self.spec, dataset, data_path)
+        self.net = build_network(self.spec, self.data.n_features)
+        callbacks = list(callbacks)
+        self.checkpointer: Checkpointer | None = None
+        if out_dir is not None and (reducer is None or reducer.rank == 0):
+            keep = self.spec["retention"]["keep_last"] if keep_last is None else keep_last
+            self.checkpointer = Checkpointer(out_dir, self.spec["checkpoint_every"], keep, self.checkpoint_extra())
+            callbacks.append(self.checkpointer)
+        self.trainer = build_trainer(self.spec, self.net, self.data.task, callbacks, reducer)
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        """What a checkpoint needs besides the trainer state to predict on its own."""
+        extra: dict[str, Any] = {"spec": self.spec, "task": self.data.task, "n_classes": self.data.n_classes,
+                                 "dataset": self.data.name}
+        if self.data.standardizer is not None:
+            extra["scaler_mean"] = self.data.standardizer.mean
+            extra["scaler_std"] = self.data.standardizer.std
+        return extra
+
+    def resume(self, checkpoint: str | Path | dict[str, Any]) -> None:
+        """Continue from a checkpoint: the rest of training is as if never stopped."""
+        state = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+        self.trainer.load_state_dict(state)
+
+    def run(self) -> TrainResult:
+        return self.trainer.fit(self.data.train, self.data.val)
+
+
+class Model:
+    """A trained network with its input standardisation, loaded from a checkpoint."""
+
+    def __init__(self, net: Network, scaler: Standardizer | None, task: str, spec: dict[str, Any]) -> None:
+        self.net, self.scaler, self.task, self.spec = net, scaler, task, spec
+
+    @classmethod
+    def load(cls, path: str | Path, best: bool = False) -> "Model":
+        state = load_checkpoint(path)
+        net = Network.from_config(state["network"])
+        params = state["best_params"] if best and "best_params" in state else state["params"]
+        np.copyto(net.params, params, casting="same_kind")
+        scaler = Standardizer(state["scaler_mean"], state["scaler_std"]) if "scaler_mean" in state else None
+        return cls(net, scaler, state.get("task", "regression"), state.get("spec", {}))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Network outputs for raw (unstandardised) inputs of shape (n_samples, n_features)."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 1:
+            X = X[None, :]
+        if X.ndim != 2 or X.shape[1] != self.net.input_dim:
+            raise ValueError(f"expected inputs with {self.net.input_dim} features, got shape {X.shape}")
+        if not np.isfinite(X).all():
+            raise ValueError("inputs contain NaN or infinite values")
+        if self.scaler is not None:
+            X = self.scaler.transform(X)
+        return self.net.predict(X).astype(np.float64)
+
+    def predict_labels(self, X: np.ndarray) -> np.ndarray:
+        from .metrics import predicted_labels
+        return predicted_labels(self.predict(X))
+
+
+def spec_from_checkpoint(path: str | Path) -> dict[str, Any]:
+    return load_checkpoint(path)["spec"]
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True)

@@ -1,0 +1,376 @@
+"""The job spec: parse and validate a training job described as JSON.
+
+One validator serves the CLI, the API and the worker. It reports every problem at
+once, each with the JSON path of the offending field (``model.layers[1].units``),
+and normalises the document (defaults filled in, names resolved to config dicts)
+so that what is stored is exactly what runs.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .activations import ACTIVATIONS
+from .initializers import ALIASES as INIT_ALIASES
+from .initializers import INITIALIZERS
+from .losses import LOSSES
+from .optimizers import OPTIMIZERS
+from .registry import Registry
+from .schedules import SCHEDULES
+
+SPEC_VERSION = 1
+GRADIENT_MODES = ("backprop", "finite_difference")
+MAX_FD_PARAMS = 5000
+
+#: Guards against absurd jobs; the service may pass tighter ones.
+DEFAULT_LIMITS: dict[str, int] = {
+    "max_layers": 64,
+    "max_units": 16384,
+    "max_params": 50_000_000,
+    "max_epochs": 100_000,
+    "max_batch_size": 10_000_000,
+    "max_world_size": 64,
+    "max_samples": 10_000_000,
+}
+
+TOP_LEVEL = ("version", "name", "model", "loss", "optimizer", "schedule", "data", "batch_size", "epochs", "seed",
+             "gradient", "distributed", "checkpoint_every", "retention", "early_stopping", "max_restarts",
+             "max_runtime_s", "metrics")
+DATA_KEYS = ("dataset", "path", "dataset_id", "n_samples", "noise", "target", "validation_split", "standardize",
+             "shuffle", "drop_last", "stratify")
+MODEL_KEYS = ("input_dim", "init", "dtype", "layers")
+LAYER_KEYS = ("units", "activation", "dropout", "init")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a spec: where (a JSON path) and what."""
+
+    path: str
+    message: str
+
+    @property
+    def pointer(self) -> str:
+        """The same location as an RFC 6901 JSON Pointer (``/model/layers/1/units``)."""
+        if not self.path:
+            return ""
+        parts = self.path.replace("[", ".").replace("]", "").split(".")
+        return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts if p)
+
+    def __str__(self) -> str:
+        return f"{self.path or '(spec)'}: {self.message}"
+
+
+class SpecError(ValueError):
+    """A spec with problems; ``problems`` lists all of them."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        n = len(self.problems)
+        head = "the job spec has 1 problem" if n == 1 else f"the job spec has {n} problems"
+        return head + ":\n" + "\n".join(f"  - {p}" for p in self.problems)
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    def obj(self, doc: Any, path: str, allowed: tuple[str, ...]) -> dict | None:
+        if not isinstance(doc, dict):
+            self.add(path, f"must be an object, got {_kind(doc)}")
+            return None
+        for key in doc:
+            if key not in allowed:
+                self.add(_join(path, key), f"unknown field; known fields: {', '.join(allowed)}")
+        return doc
+
+    def integer(self, doc: dict, key: str, path: str, default: Any, low: int, high: int | None = None,
+                nullable: bool = False) -> Any:
+        value = doc.get(key, default)
+        p = _join(path, key)
+        if value is None and nullable:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                (isinstance(value, float) and not value.is_integer()):
+            self.add(p, f"must be an integer, got {_show(value)}")
+            return default
+        value = int(value)
+        if value < low:
+            self.add(p, f"must be >= {low}, got {value}")
+        elif high is not None and value > high:
+            self.add(p, f"must be <= {high}, got {value}")
+        return value
+
+    def number(self, doc: dict, key: str, path: str, default: Any, low: float | None = None,
+               high: float | None = None, low_open: bool = False, high_open: bool = False,
+               nullable: bool = False) -> Any:
+        value = doc.get(key, default)
+        p = _join(path, key)
+        if value is None and nullable:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            self.add(p, f"must be a number, got {_show(value)}")
+            return default
+        if low is not None and (value <= low if low_open else value < low):
+            self.add(p, f"must be {'>' if low_open else '>='} {low:g}, got {value}")
+        elif high is not None and (value >= high if high_open else value > high):
+            self.add(p, f"must be {'<' if high_open else '<='} {high:g}, got {value}")
+        return value
+
+    def boolean(self, doc: dict, key: str, path: str, default: bool) -> bool:
+        value = doc.get(key, default)
+        if not isinstance(value, bool):
+            self.add(_join(path, key), f"must be true or false, got {_show(value)}")
+            return default
+        return value
+
+    def configurable(self, value: Any, path: str, registry: Registry, aliases: dict[str, str] | None = None
+                     ) -> dict | None:
+        """Resolve a name/dict through a registry; return its normalised config."""
+        if isinstance(value, str) and aliases:
+            value = aliases.get(value, value)
+        if isinstance(value, dict) and aliases and isinstance(value.get("name"), str):
+            value = {**value, "name": aliases.get(value["name"], value["name"])}
+        if not isinstance(value, (str, dict)):
+            self.add(path, f"must be a {registry.family} name or an object with a \"name\", got {_show(value)}; "
+                           f"known: {', '.join(registry.names())}")
+            return None
+        try:
+            return registry.resolve(value).get_config()
+        except ValueError as exc:
+            self.add(path, str(exc))
+            return None
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else _kind(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def count_params(input_dim: int, layers: list[dict]) -> int:
+    """Number of trainable scalars of a model config (weights, biases, activation parameters)."""
+    total, fan_in = 0, input_dim
+    for layer in layers:
+        act = ACTIVATIONS.resolve(layer["activation"])
+        total += (fan_in + 1) * layer["units"] + len(act.params) * layer["units"]
+        fan_in = layer["units"]
+    return total
+
+
+def validate_spec(doc: Any, limits: dict[str, int] | None = None,
+                  dataset_names: list[str] | None = None) -> dict[str, Any]:
+    """Validate a job spec and return it normalised (defaults filled in).
+
+    Raises
+    ------
+    SpecError
+        Listing every problem with its JSON path.
+    """
+    lim = {**DEFAULT_LIMITS, **(limits or {})}
+    c = _Checker()
+    if c.obj(doc, "", TOP_LEVEL) is None:
+        raise SpecError(c.problems)
+    out: dict[str, Any] = {"version": c.integer(doc, "version", "", SPEC_VERSION, SPEC_VERSION, SPEC_VERSION)}
+    if "name" in doc:
+        if not isinstance(doc["name"], str) or len(doc["name"]) > 200:
+            c.add("name", f"must be a string of at most 200 characters, got {_show(doc['name'])}")
+        out["name"] = doc["name"]
+
+    # model
+    model_out: dict[str, Any] = {}
+    model = doc.get("model")
+    if model is None:
+        c.add("model", "is required: {\"layers\": [{\"units\": ..., \"activation\": ...}, ...]}")
+    elif c.obj(model, "model", MODEL_KEYS) is not None:
+        model_out["input_dim"] = c.integer(model, "input_dim", "model", None, 1, lim["max_units"], nullable=True)
+        model_out["init"] = c.configurable(model.get("init", "glorot_uniform"), "model.init", INITIALIZERS,
+                                           INIT_ALIASES)
+        dtype = model.get("dtype", "float32")
+        if dtype not in ("float32", "float64"):
+            c.add("model.dtype", f"must be \"float32\" or \"float64\", got {_show(dtype)}")
+        model_out["dtype"] = dtype
+        layers = model.get("layers")
+        model_out["layers"] = []
+        if not isinstance(layers, list) or not layers:
+            c.add("model.layers", f"must be a non-empty array of layers, got {_show(layers)}")
+        elif len(layers) > lim["max_layers"]:
+            c.add("model.layers", f"has {len(layers)} layers; the limit is {lim['max_layers']}")
+        else:
+            for i, layer in enumerate(layers):
+                p = _join("model.layers", i)
+                if c.obj(layer, p, LAYER_KEYS) is None:
+                    continue
+                lo: dict[str, Any] = {"units": c.integer(layer, "units", p, None, 1, lim["max_units"])}
+                if "units" not in layer:
+                    c.add(_join(p, "units"), "is required")
+                lo["activation"] = c.configurable(layer.get("activation", "identity"), _join(p, "activation"),
+                                                  ACTIVATIONS)
+                dropout = c.number(layer, "dropout", p, 0.0, 0.0, 1.0, high_open=True)
+                if dropout:
+                    lo["dropout"] = dropout
+                    if i == len(layers) - 1:
+                        c.add(_join(p, "dropout"), "is not allowed on the output layer")
+                if "init" in layer:
+                    lo["init"] = c.configurable(layer["init"], _join(p, "init"), INITIALIZERS, INIT_ALIASES)
+                model_out["layers"].append(lo)
+    out["model"] = model_out
+
+    out["loss"] = c.configurable(doc.get("loss"), "loss", LOSSES) if "loss" in doc else None
+    if "loss" not in doc:
+        c.add("loss", f"is required; known: {', '.join(LOSSES.names())}")
+    out["optimizer"] = c.configurable(doc.get("optimizer", "sgd"), "optimizer", OPTIMIZERS)
+    sched = doc.get("schedule")
+    out["schedule"] = None if sched is None else c.configurable(sched, "schedule", SCHEDULES)
+
+    # data
+    data = doc.get("data")
+    data_out: dict[str, Any] = {}
+    if data is None:
+        c.add("data", "is required, e.g. {\"dataset\": \"digits\"}")
+    elif c.obj(data, "data", DATA_KEYS) is not None:
+        ds = data.get("dataset")
+        if "dataset_id" in data:
+            if not isinstance(data["dataset_id"], (int, str)) or isinstance(data["dataset_id"], bool):
+                c.add("data.dataset_id", f"must be the id of an uploaded dataset, got {_show(data['dataset_id'])}")
+            data_out["dataset_id"] = data["dataset_id"]
+            ds = ds or "uploaded"
+        elif not isinstance(ds, str):
+            c.add("data.dataset", f"must be a dataset name, got {_show(ds)}"
+                  + (f"; known: {', '.join(dataset_names)}" if dataset_names else ""))
+        elif dataset_names is not None and ds not in dataset_names:
+            c.add("data.dataset", f"unknown dataset {ds!r}; known: {', '.join(dataset_names)}")
+        data_out["dataset"] = ds
+        if ds in ("csv", "npz") and not isinstance(data.get("path"), str):
+            c.add("data.path", f"is required for dataset {ds!r}: the file to read")
+        if "path" in data:
+            if not isinstance(data["path"], str):
+                c.add("data.path", f"must be a file path, got {_show(data['path'])}")
+            data_out["path"] = data["path"]
+        if "n_samples" in data:
+            data_out["n_samples"] = c.integer(data, "n_samples", "data", None, 1, lim["max_samples"])
+        if "noise" in data:
+            data_out["noise"] = c.number(data, "noise", "data", None, 0.0)
+        if "target" in data:
+            if not isinstance(data["target"], (int, str)) or isinstance(data["target"], bool):
+                c.add("data.target", f"must be a column index or name, got {_show(data['target'])}")
+            data_out["target"] = data["target"]
+        data_out["validation_split"] = c.number(data, "validation_split", "data", 0.2, 0.0, 1.0, high_open=True)
+        data_out["standardize"] = c.boolean(data, "standardize", "data", True)
+        data_out["shuffle"] = c.boolean(data, "shuffle", "data", True)
+        data_out["drop_last"] = c.boolean(data, "drop_last", "data", False)
+        data_out["stratify"] = c.boolean(data, "stratify", "data", True)
+    out["data"] = data_out
+
+    bs = doc.get("batch_size", 32)
+    if bs in ("full", None):
+        out["batch_size"] = None
+    else:
+        out["batch_size"] = c.integer(doc, "batch_size", "", 32, 1, lim["max_batch_size"])
+    out["epochs"] = c.integer(doc, "epochs", "", 10, 1, lim["max_epochs"])
+    out["seed"] = c.integer(doc, "seed", "", 0, 0, 2**63 - 1)
+    grad = doc.get("gradient", "backprop")
+    if grad not in GRADIENT_MODES:
+        c.add("gradient", f"must be one of {', '.join(GRADIENT_MODES)}, got {_show(grad)}")
+    out["gradient"] = grad
+
+    dist = doc.get("distributed", {})
+    ws = 1
+    if c.obj(dist, "distributed", ("world_size",)) is not None:
+        ws = c.integer(dist, "world_size", "distributed", 1, 1, lim["max_world_size"])
+    out["distributed"] = {"world_size": ws}
+    out["checkpoint_every"] = c.integer(doc, "checkpoint_every", "", 1, 0)
+
+    es = doc.get("early_stopping")
+    if es is not None and c.obj(es, "early_stopping", ("monitor", "patience", "min_delta", "mode", "restore_best")):
+        monitor = es.get("monitor", "val_loss")
+        if not isinstance(monitor, str):
+            c.add("early_stopping.monitor", f"must be a metric name, got {_show(monitor)}")
+        mode = es.get("mode")
+        if mode not in (None, "min", "max"):
+            c.add("early_stopping.mode", f"must be \"min\" or \"max\", got {_show(mode)}")
+        out["early_stopping"] = {"monitor": monitor,
+                                 "patience": c.integer(es, "patience", "early_stopping", 10, 0),
+                                 "min_delta": c.number(es, "min_delta", "early_stopping", 0.0, 0.0),
+                                 "mode": mode,
+                                 "restore_best": c.boolean(es, "restore_best", "early_stopping", True)}
+        if isinstance(monitor, str) and monitor.startswith("val_") and data_out.get("validation_split") == 0:
+            c.add("early_stopping.monitor", f"monitors {monitor!r} but data.validation_split is 0, so there is no "
+                                            "validation set; monitor \"loss\" or set a validation_split")
+    else:
+        out["early_stopping"] = None
+
+    ret = doc.get("retention", {})
+    if c.obj(ret, "retention", ("keep_last", "keep_best", "best_metric")) is not None:
+        out["retention"] = {"keep_last": c.integer(ret, "keep_last", "retention", 3, 0),
+                            "keep_best": c.boolean(ret, "keep_best", "retention", True),
+                            "best_metric": ret.get("best_metric")}
+        bm = ret.get("best_metric")
+        if bm is not None and not isinstance(bm, str):
+            c.add("retention.best_metric", f"must be a metric name, got {_show(bm)}")
+    out["max_restarts"] = c.integer(doc, "max_restarts", "", 2, 0, 100)
+    out["max_runtime_s"] = c.number(doc, "max_runtime_s", "", None, 0.0, low_open=True, nullable=True)
+    if "metrics" in doc:
+        m = doc["metrics"]
+        if c.obj(m, "metrics", ("every_steps",)) is not None:
+            out["metrics"] = {"every_steps": c.integer(m, "every_steps", "metrics", 1, 1)}
+
+    # cross-field checks, only when the parts they combine are themselves valid
+    layers_ok = model_out.get("layers") and all(
+        isinstance(la.get("units"), int) and la.get("activation") for la in model_out["layers"])
+    if not c.problems and layers_ok and model_out.get("input_dim"):
+        n_params = count_params(model_out["input_dim"], model_out["layers"])
+        if n_params > lim["max_params"]:
+            c.add("model", f"has {n_params:,} parameters; the limit is {lim['max_params']:,}")
+        if grad == "finite_difference" and n_params > MAX_FD_PARAMS:
+            c.add("gradient", f"finite-difference training needs 2 forward passes per parameter per step; this "
+                              f"model has {n_params:,} parameters, above the limit of {MAX_FD_PARAMS:,}")
+    if isinstance(out.get("batch_size"), int) and ws > out["batch_size"]:
+        c.add("distributed.world_size", f"{ws} ranks cannot split a batch of {out['batch_size']} samples; "
+                                        "every rank needs at least one sample per batch")
+    if c.problems:
+        raise SpecError(c.problems)
+    return out
+
+
+def parse_spec_text(text: str, source: str = "spec") -> dict[str, Any]:
+    """Parse JSON text, turning syntax errors into a SpecError with line and column."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError([Problem("", f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}, "
+                                     f"column {exc.colno}")]) from None
+
+
+def load_spec(path: str | Path, limits: dict[str, int] | None = None) -> dict[str, Any]:
+    """Read and validate a spec file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError([Problem("", f"spec file {str(path)!r} does not exist")])
+    return validate_spec(parse_spec_text(path.read_text(), str(path)), limits)
+
+
+def with_overrides(spec: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A copy of a normalised spec with top-level fields changed, revalidated."""
+    doc = copy.deepcopy(spec)
+    doc.update({k: v for k, v in changes.items() if v is not None})
+    return validate_spec(doc)
