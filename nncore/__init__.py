@@ -17,7 +17,7 @@ from .network import Dense, Network
 from .optimizers import OPTIMIZERS, Optimizer
 from .schedules import SCHEDULES, Schedule
 from .spec import SpecError, validate_spec
-from .trainer import LocalReducer, Trainer, TrainData, TrainResult
+from .trainer import LocalReducer, TrainData, Trainer, TrainResult
 
 __all__ = [
     "ACTIVATIONS", "Activation", "Callback", "Checkpointer", "EarlyStopping", "StepLog", "load_checkpoint",

@@ -37,6 +37,21 @@ class Activation(Configurable):
     params: ClassVar[tuple[str, ...]] = ()
     elementwise: ClassVar[bool] = True
     stochastic: ClassVar[bool] = False
+    _tmp: np.ndarray | None = None
+    _mask: np.ndarray | None = None
+
+    def _scratch(self, like: np.ndarray) -> np.ndarray:
+        """A work array shaped like ``like``, reused across calls (no allocation per step)."""
+        t = self._tmp
+        if t is None or t.shape != like.shape or t.dtype != like.dtype:
+            t = self._tmp = np.empty(like.shape, dtype=like.dtype)
+        return t
+
+    def _bool_scratch(self, like: np.ndarray) -> np.ndarray:
+        m = self._mask
+        if m is None or m.shape != like.shape:
+            m = self._mask = np.empty(like.shape, dtype=bool)
+        return m
 
     def __init__(self) -> None:
         self.p: dict[str, np.ndarray] = {}
@@ -89,6 +104,18 @@ def _out(z: np.ndarray, out: np.ndarray | None) -> np.ndarray:
     return np.empty_like(z) if out is None else out
 
 
+# 0-d arrays of each float dtype: NumPy converts a Python float operand on every
+# call (~0.4 us), which is a third of the cost of an op on a small batch.
+_CONST = {np.dtype(dt): {v: np.asarray(v, dtype=dt) for v in (0.0, 0.5, 1.0)} for dt in (np.float32, np.float64)}
+
+
+def _k(a: np.ndarray) -> dict[float, np.ndarray]:
+    try:
+        return _CONST[a.dtype]
+    except KeyError:
+        return {v: np.asarray(v, dtype=a.dtype) for v in (0.0, 0.5, 1.0)}
+
+
 @ACTIVATIONS.register
 class Identity(Activation):
     """f(z) = z, for regression outputs. Identity + MSE uses the fused gradient a - y."""
@@ -120,17 +147,18 @@ class Sigmoid(Activation):
 
     def forward(self, z, out=None, training=False, rng=None):
         out = _out(z, out)
-        np.multiply(z, 0.5, out=out)
+        half = _k(z)[0.5]
+        np.multiply(z, half, out=out)
         np.tanh(out, out=out)
-        np.multiply(out, 0.5, out=out)
-        np.add(out, 0.5, out=out)
+        np.multiply(out, half, out=out)
+        np.add(out, half, out=out)
         return out
 
     def backward(self, z, a, grad):
-        # grad * a * (1 - a), two temporaries avoided by working in grad
         np.multiply(grad, a, out=grad)
-        tmp = np.subtract(1.0, a)
-        np.multiply(grad, tmp, out=grad)
+        t = self._scratch(a)
+        np.subtract(_k(a)[1.0], a, out=t)
+        np.multiply(grad, t, out=grad)
         return grad
 
     def derivative(self, z, a=None):
@@ -150,6 +178,13 @@ class Tanh(Activation):
         np.tanh(z, out=out)
         return out
 
+    def backward(self, z, a, grad):
+        t = self._scratch(a)
+        np.multiply(a, a, out=t)
+        np.subtract(_k(a)[1.0], t, out=t)
+        np.multiply(grad, t, out=grad)
+        return grad
+
     def derivative(self, z, a=None):
         if a is None:
             a = np.tanh(z)
@@ -164,11 +199,13 @@ class ReLU(Activation):
 
     def forward(self, z, out=None, training=False, rng=None):
         out = _out(z, out)
-        np.maximum(z, 0.0, out=out)
+        np.maximum(z, _k(z)[0.0], out=out)
         return out
 
     def backward(self, z, a, grad):
-        np.multiply(grad, z > 0, out=grad)
+        m = self._bool_scratch(z)
+        np.greater(z, _k(z)[0.0], out=m)
+        np.multiply(grad, m, out=grad)
         return grad
 
     def derivative(self, z, a=None):
@@ -204,41 +241,46 @@ class Softmax(Activation):
 
 
 # -- helpers shared by the activations below ------------------------------------------
+# Piecewise functions are blended arithmetically (0/1 factors, max/min) rather than
+# with ``where=`` / ``np.where`` / ``copyto(where=)``: NumPy's masked loops are 10-20x
+# slower than plain ones on random masks.
 
 def _eps(z: np.ndarray) -> float:
     """Machine epsilon of z's floating dtype."""
     return float(np.finfo(z.dtype).eps)
 
 
-def _piecewise_derivative(z: np.ndarray, slope: Any, at_positive: float = 1.0) -> np.ndarray:
-    """``at_positive`` where z > 0, ``slope`` (scalar or broadcastable array) elsewhere."""
-    d = np.empty_like(z)
-    d[...] = slope
-    np.copyto(d, at_positive, where=z > 0)
+def _positive(z: np.ndarray) -> np.ndarray:
+    """1.0 where z > 0 else 0.0, in z's dtype (one comparison, no bool temporary)."""
+    return np.greater(z, 0.0, out=np.empty_like(z))
+
+
+def _leaky_factor(z: np.ndarray, slope: Any) -> np.ndarray:
+    """f'(z) = 1 for z > 0 else ``slope`` (scalar or array, any sign), as a new array."""
+    d = _positive(z)
+    np.multiply(d, 1.0 - slope, out=d)
+    d += slope
     return d
 
 
 def _elu_forward(z: np.ndarray, out: np.ndarray, alpha: float, scale: float) -> np.ndarray:
-    # exp only ever sees min(z, 0), so large positive z cannot overflow
+    """scale (max(z, 0) + alpha expm1(min(z, 0))): exp only sees z <= 0, so no overflow."""
+    pos = np.maximum(z, 0.0)
     np.minimum(z, 0.0, out=out)
     np.expm1(out, out=out)
-    np.multiply(out, alpha * scale, out=out)
-    np.multiply(z, scale, out=out, where=z > 0)
+    out *= alpha
+    out += pos
+    if scale != 1.0:
+        out *= scale
     return out
 
 
 def _elu_derivative(z: np.ndarray, a: np.ndarray, alpha: float, scale: float) -> np.ndarray:
-    # on z <= 0, f' = scale alpha e^z = a + scale alpha: no second exp
-    d = np.add(a, alpha * scale)
-    np.copyto(d, scale, where=z > 0)
+    # z <= 0: f' = scale alpha e^z = a + scale alpha, no second exp; z > 0: f' = scale
+    d = np.add(a, scale * alpha - scale)
+    d *= z <= 0
+    d += scale
     return d
-
-
-def _column_mask(mask: np.ndarray) -> np.ndarray | bool | None:
-    """A per-unit mask as a ``where=`` argument: None if no unit, True if every unit."""
-    if not mask.any():
-        return None
-    return True if mask.all() else mask
 
 
 # -- ReLU family ------------------------------------------------------------------------
@@ -271,11 +313,14 @@ class LeakyReLU(Activation):
         return out
 
     def backward(self, z, a, grad):
-        np.multiply(grad, self.alpha, out=grad, where=z <= 0)
+        np.multiply(grad, self.derivative(z), out=grad)
         return grad
 
     def derivative(self, z, a=None):
-        return _piecewise_derivative(z, self.alpha)
+        # 0 <= alpha < 1: f' = max([z > 0], alpha)
+        d = _positive(z)
+        np.maximum(d, self.alpha, out=d)
+        return d
 
 
 @ACTIVATIONS.register
@@ -304,20 +349,23 @@ class PReLU(Activation):
 
     def forward(self, z, out=None, training=False, rng=None):
         out = _out(z, out)
-        # a learnt alpha may leave [0, 1), so no max(z, alpha z) shortcut
-        np.multiply(z, self.p["alpha"], out=out)
-        np.copyto(out, z, where=z > 0)
+        # max(z, 0) + alpha min(z, 0): a learnt alpha may leave [0, 1), so no
+        # max(z, alpha z) shortcut; one term is always 0, so this is exact
+        neg = np.minimum(z, 0.0)
+        np.multiply(neg, self.p["alpha"], out=neg)
+        np.maximum(z, 0.0, out=out)
+        out += neg
         return out
 
     def backward(self, z, a, grad):
         neg = np.minimum(z, 0.0)
         np.multiply(neg, grad, out=neg)
         neg.sum(axis=0, out=self.g["alpha"])
-        np.multiply(grad, self.p["alpha"], out=grad, where=z <= 0)
+        np.multiply(grad, self.derivative(z), out=grad)
         return grad
 
     def derivative(self, z, a=None):
-        return _piecewise_derivative(z, self.p["alpha"])
+        return _leaky_factor(z, self.p["alpha"])
 
 
 @ACTIVATIONS.register
@@ -373,12 +421,15 @@ class RReLU(Activation):
         return out
 
     def backward(self, z, a, grad):
-        np.multiply(grad, self.slope, out=grad, where=z <= 0)
+        np.multiply(grad, self.derivative(z), out=grad)
         return grad
 
     def derivative(self, z, a=None):
         """f'(z) with the slopes of the last forward (the mean slope before any)."""
-        return _piecewise_derivative(z, self.slope)
+        # slopes are in [0, 1): f' = max([z > 0], slope)
+        d = _positive(z)
+        np.maximum(d, self.slope, out=d)
+        return d
 
 
 # -- exponential linear units -----------------------------------------------------------
@@ -407,7 +458,7 @@ class ELU(Activation):
         return _elu_forward(z, _out(z, out), self.alpha, 1.0)
 
     def backward(self, z, a, grad):
-        np.multiply(grad, np.add(a, self.alpha), out=grad, where=z <= 0)
+        np.multiply(grad, _elu_derivative(z, a, self.alpha, 1.0), out=grad)
         return grad
 
     def derivative(self, z, a=None):
@@ -477,9 +528,14 @@ class PELU(Activation):
 
     def forward(self, z, out=None, training=False, rng=None):
         out = _out(z, out)
-        np.divide(z, self.p["b"], out=out)
-        # expm1 only where z < 0: accurate near 0 and never overflows
-        np.expm1(out, out=out, where=z < 0)
+        pb = self.p["b"]
+        # a (max(z, 0)/b + expm1(min(z, 0)/b)): exp never sees z > 0, so no overflow
+        neg = np.minimum(z, 0.0)
+        np.divide(neg, pb, out=neg)
+        np.expm1(neg, out=neg)
+        np.maximum(z, 0.0, out=out)
+        np.divide(out, pb, out=out)
+        out += neg
         np.multiply(out, self.p["a"], out=out)
         return out
 
@@ -488,11 +544,12 @@ class PELU(Activation):
         pa, pb = self.p["a"], self.p["b"]
         d = np.minimum(z, 0.0)
         np.divide(d, pb, out=d)
-        np.expm1(d, out=d)                    # e^{min(u,0)} - 1: g(u) on z < 0, 0 on z >= 0
+        # exp, not expm1 (~2.5x slower): e^u - 1 loses only absolute eps, harmless in a gradient
+        np.exp(d, out=d)                      # e^{min(u, 0)}
         gu = np.maximum(z, 0.0)
         np.divide(gu, pb, out=gu)
-        np.add(gu, d, out=gu)                 # g(u) on both branches
-        d += 1.0
+        gu += d
+        gu -= 1.0                             # g(u) on both branches
         np.multiply(d, pa / pb, out=d)
         return d, gu
 
@@ -519,7 +576,10 @@ class ISRLU(Activation):
     .. math:: f(z) = \begin{cases} z & z \ge 0 \\ z / \sqrt{1 + \alpha z^2} & z < 0 \end{cases},
               \quad f'(z) = \begin{cases} 1 & z \ge 0 \\ (1 + \alpha z^2)^{-3/2} & z < 0 \end{cases}
 
-    sqrt(1 + alpha z^2) is computed as hypot(1, sqrt(alpha) z), which cannot overflow.
+    The negative branch uses t = max(z, -c), c = 1/(eps sqrt(alpha)) with eps the
+    dtype's epsilon: beyond c, f = -1/sqrt(alpha) to the last bit, and alpha t^2 <=
+    1/eps^2 stays finite, so nothing overflows (np.hypot would not either, but it is
+    ~8x slower than multiply-add-sqrt).
 
     Parameters
     ----------
@@ -534,33 +594,41 @@ class ISRLU(Activation):
         super().__init__()
         self.alpha = check_number("alpha", alpha, low=0.0, low_open=True)
 
+    def _clamp(self, z: np.ndarray) -> float:
+        info = np.finfo(z.dtype)
+        return min(1.0 / (float(info.eps) * math.sqrt(self.alpha)), float(info.max))
+
+    def _sqrt_denominator(self, z: np.ndarray) -> np.ndarray:
+        """sqrt(1 + alpha t^2), t = clip(z, -c, 0): 1 on the linear branch."""
+        s = np.clip(z, -self._clamp(z), 0.0)
+        s *= math.sqrt(self.alpha)            # before squaring: t^2 alone may overflow
+        np.multiply(s, s, out=s)
+        s += 1.0
+        np.sqrt(s, out=s)
+        return s
+
     def forward(self, z, out=None, training=False, rng=None):
         out = _out(z, out)
-        np.multiply(z, math.sqrt(self.alpha), out=out)
-        np.hypot(out, 1.0, out=out)
-        np.divide(z, out, out=out)
-        # z / sqrt(1 + alpha z^2) is <= z for z >= 0 and > z for z < 0
+        s = self._sqrt_denominator(z)
+        np.clip(z, -self._clamp(z), 0.0, out=out)
+        out /= s
+        # t / s is 0 for z >= 0 and in [z, 0) for z < 0, so max with z picks the branch
         np.maximum(out, z, out=out)
         return out
 
-    def _inv_sqrt_denominator(self, z: np.ndarray) -> np.ndarray:
-        """sqrt(1 + alpha min(z, 0)^2): 1 on the linear branch."""
-        s = np.minimum(z, 0.0)
-        np.multiply(s, math.sqrt(self.alpha), out=s)
-        np.hypot(s, 1.0, out=s)
-        return s
-
     def backward(self, z, a, grad):
-        s = self._inv_sqrt_denominator(z)
-        # three divides rather than s**3, which overflows for huge |z|
+        s = self._sqrt_denominator(z)
+        # three divides rather than one by s**3, which could overflow
         np.divide(grad, s, out=grad)
         np.divide(grad, s, out=grad)
         np.divide(grad, s, out=grad)
         return grad
 
     def derivative(self, z, a=None):
-        s = self._inv_sqrt_denominator(z)
-        d = np.power(s, -3.0, out=s)
+        d = self._sqrt_denominator(z)
+        np.reciprocal(d, out=d)
+        r = np.multiply(d, d)
+        d *= r
         return d
 
 
@@ -840,62 +908,89 @@ class SoftExponential(Activation):
     def initial_values(self) -> dict[str, float]:
         return {"alpha": self.alpha}
 
-    def _branches(self):
+    def _vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per-unit max(alpha, 0), min(alpha, 0), 1/alpha (1 where alpha = 0) and
+        [alpha = 0]. Each branch's formula is exactly 0 on the other branches' units
+        (expm1(0 z) = 0, log1p(-0 z - 0) = 0), so the branches are simply added up:
+        masked (``where=``) ufunc loops would be several times slower."""
         al = self.p["alpha"]
-        pos, neg = al > 0, al < 0
-        return al, _column_mask(neg), _column_mask(~(pos | neg)), _column_mask(pos)
+        zero = al == 0
+        inv = np.reciprocal(np.where(zero, 1.0, al))
+        return np.maximum(al, 0.0), np.minimum(al, 0.0), inv, zero.astype(al.dtype)
 
     def forward(self, z, out=None, training=False, rng=None):
         out = _out(z, out)
-        al, neg, zero, pos = self._branches()
-        if zero is not None:
-            np.copyto(out, z, where=zero)
-        if pos is not None:
-            np.multiply(z, al, out=out, where=pos)
-            np.expm1(out, out=out, where=pos)
-            np.divide(out, al, out=out, where=pos)
-            np.add(out, al, out=out, where=pos)
-        if neg is not None:
-            # v = L - 1 = -alpha z - alpha^2, clipped so that L >= eps; f = log1p(v) / -alpha
-            np.multiply(z, -al, out=out, where=neg)
-            np.subtract(out, al * al, out=out, where=neg)
-            np.maximum(out, _eps(z) - 1.0, out=out, where=neg)
-            np.log1p(out, out=out, where=neg)
-            np.divide(out, -al, out=out, where=neg)
+        ap, an, inv, zero = self._vectors()
+        if zero.all():  # the usual start of training
+            np.copyto(out, z)
+            return out
+        if ap.any():
+            # alpha > 0: expm1(alpha z)/alpha + alpha
+            np.multiply(z, ap, out=out)
+            np.expm1(out, out=out)
+            np.multiply(out, inv, out=out)
+            out += ap
+        else:
+            out[...] = 0.0
+        t = np.empty_like(out)
+        if an.any():
+            # alpha < 0: log1p(v)/-alpha, v = L - 1 = -alpha z - alpha^2 clipped to L >= eps
+            np.multiply(z, -an, out=t)
+            np.subtract(t, an * an, out=t)
+            np.maximum(t, _eps(z) - 1.0, out=t)
+            np.log1p(t, out=t)
+            np.multiply(t, inv, out=t)
+            out -= t
+        if zero.any():
+            np.multiply(z, zero, out=t)
+            out += t
         return out
 
-    def _grads(self, z: np.ndarray, a: np.ndarray, need_alpha: bool
+    def _grads(self, z: np.ndarray, a: np.ndarray | None, need_alpha: bool
                ) -> tuple[np.ndarray, np.ndarray | None]:
-        """(df/dz, df/dalpha or None) as new arrays; a = f(z)."""
-        al, neg, zero, pos = self._branches()
-        d = np.ones_like(z)
-        h = np.empty_like(z) if need_alpha else None
-        if neg is not None:
-            # d = L, then 1/L where L >= eps and 0 where the forward clipped it
-            np.multiply(z, al, out=d, where=neg)
-            np.subtract(1.0 - al * al, d, out=d, where=neg)
+        """(df/dz, df/dalpha or None) as new arrays; a = f(z) is needed for df/dalpha."""
+        ap, an, inv, zero = self._vectors()
+        if zero.all():
+            d = np.ones_like(z)
+            h = None
+            if need_alpha:
+                h = np.multiply(z, z)
+                h *= 0.5
+                h += 1.0
+            return d, h
+        # E = exp(max(alpha, 0) z): e^{alpha z} on alpha > 0 units, 1 elsewhere
+        if ap.any():
+            d = np.multiply(z, ap)
+            np.exp(d, out=d)
+        else:
+            d = np.ones_like(z)
+        # R = 1/L on alpha < 0 units (0 where the forward clipped L), 1 elsewhere
+        r = None
+        if an.any():
+            r = np.multiply(z, -an)
+            r += 1.0 - an * an
             eps = _eps(z)
-            clipped = d < eps  # other units still hold 1 here
-            np.maximum(d, eps, out=d, where=neg)
-            np.reciprocal(d, out=d, where=neg)
-            np.copyto(d, 0.0, where=clipped)
-            if h is not None:
-                np.add(z, 2.0 * al, out=h, where=neg)
-                np.multiply(h, d, out=h, where=neg)
-                np.subtract(h, a, out=h, where=neg)
-                np.divide(h, al, out=h, where=neg)
-        if pos is not None:
-            np.multiply(z, al, out=d, where=pos)
-            np.exp(d, out=d, where=pos)
-            if h is not None:
-                np.multiply(z, d, out=h, where=pos)
-                np.subtract(h, a, out=h, where=pos)
-                np.divide(h, al, out=h, where=pos)
-                np.add(h, 2.0, out=h, where=pos)
-        if zero is not None and h is not None:
-            np.multiply(z, z, out=h, where=zero)
-            np.multiply(h, 0.5, out=h, where=zero)
-            np.add(h, 1.0, out=h, where=zero)
+            kept = r >= eps
+            np.maximum(r, eps, out=r)
+            np.divide(kept, r, out=r)
+            d *= r                            # df/dz = E R
+        if not need_alpha:
+            return d, None
+        # alpha != 0: df/dalpha = (z E R - f)/alpha + 2R (R = 1 on alpha > 0 units);
+        # alpha = 0 gives 2 here and is corrected to z^2/2 + 1 below
+        h = np.multiply(z, d)
+        h -= a
+        np.multiply(h, inv, out=h)
+        if r is None:
+            h += 2.0
+        else:
+            r *= 2.0
+            h += r
+        if zero.any():
+            r = np.multiply(z, z, out=r)
+            np.multiply(r, 0.5 * zero, out=r)
+            np.subtract(r, zero, out=r)
+            h += r
         return d, h
 
     def backward(self, z, a, grad):

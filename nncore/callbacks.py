@@ -36,20 +36,20 @@ class StepLog:
 
 
 class Callback:
-    def on_train_begin(self, trainer: "Trainer") -> None:
+    def on_train_begin(self, trainer: Trainer) -> None:
         pass
 
-    def on_step(self, trainer: "Trainer", log: StepLog) -> None:
+    def on_step(self, trainer: Trainer, log: StepLog) -> None:
         pass
 
-    def on_epoch(self, trainer: "Trainer", logs: dict[str, float]) -> None:
+    def on_epoch(self, trainer: Trainer, logs: dict[str, float]) -> None:
         pass
 
-    def should_stop(self, trainer: "Trainer") -> str | None:
+    def should_stop(self, trainer: Trainer) -> str | None:
         """Return a reason to stop training after the current step, or None."""
         return None
 
-    def on_train_end(self, trainer: "Trainer", result: "TrainResult") -> None:
+    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
         pass
 
     #: set True to receive StepLog.grad_norm (one extra dot product per step)
@@ -124,7 +124,7 @@ class Checkpointer(Callback):
         self.extra = dict(extra or {})
         self.written: list[tuple[int, Path, str]] = []  # (epoch, path, sha256)
 
-    def save(self, trainer: "Trainer") -> Path:
+    def save(self, trainer: Trainer) -> Path:
         path = self.directory / f"epoch-{trainer.epoch:05d}.npz"
         if self.written and self.written[-1][1] == path:
             return path

@@ -84,7 +84,7 @@ class Standardizer:
     std: np.ndarray
 
     @classmethod
-    def fit(cls, X: np.ndarray) -> "Standardizer":
+    def fit(cls, X: np.ndarray) -> Standardizer:
         mean = X.mean(axis=0)
         std = X.std(axis=0)
         std[std < 1e-12] = 1.0
@@ -95,11 +95,3 @@ class Standardizer:
 
     def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
         return Z * self.std + self.mean
-
-
-def with_ones(X: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """X with a trailing column of ones, as the network's layers consume it."""
-    out = np.empty((X.shape[0], X.shape[1] + 1), dtype=dtype)
-    out[:, :-1] = X
-    out[:, -1] = 1.0
-    return out

@@ -12,7 +12,7 @@ import numpy as np
 
 from .registry import Configurable, Registry, check_number
 
-INITIALIZERS: Registry["Initializer"] = Registry("initializer")
+INITIALIZERS: Registry[Initializer] = Registry("initializer")
 
 
 class Initializer(Configurable):

@@ -7,9 +7,10 @@ trains the same way wherever it runs.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from .network import Network
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 from .spec import validate_spec
-from .trainer import Reducer, Trainer, TrainData, TrainResult
+from .trainer import Reducer, TrainData, Trainer, TrainResult
 
 
 @dataclass
@@ -154,7 +155,7 @@ class Model:
         self.net, self.scaler, self.task, self.spec = net, scaler, task, spec
 
     @classmethod
-    def load(cls, path: str | Path, best: bool = False) -> "Model":
+    def load(cls, path: str | Path, best: bool = False) -> Model:
         state = load_checkpoint(path)
         net = Network.from_config(state["network"])
         params = state["best_params"] if best and "best_params" in state else state["params"]

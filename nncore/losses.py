@@ -71,6 +71,14 @@ class Loss(Configurable):
         return self.total(a, y)
 
 
+_ZEROS = {np.dtype(np.float32): np.zeros((), np.float32), np.dtype(np.float64): np.zeros((), np.float64)}
+
+
+def _zero(a: np.ndarray) -> np.ndarray:
+    # a 0-d zero of a's dtype: a Python 0.0 operand is converted on every call
+    return _ZEROS.get(a.dtype, 0.0)
+
+
 def _scale(a: np.ndarray, scale: float | None) -> float:
     return 1.0 / a.shape[0] if scale is None else scale
 
@@ -128,7 +136,7 @@ class BinaryCrossEntropy(Loss):
         return out
 
     def total_from_logits(self, z, a, y):
-        return float(np.logaddexp(0.0, z).sum() - np.dot(y.ravel(), z.ravel()))
+        return float(np.logaddexp(_zero(z), z).sum() - np.dot(y.ravel(), z.ravel()))
 
 
 @LOSSES.register

@@ -1,18 +1,21 @@
 """Feed-forward dense networks on one flat parameter buffer.
 
-Layout: for every layer, its weights and bias form one (fan_in + 1, units) block
-``Wb`` whose last row is the bias, followed by one (units,) vector per learnable
-activation parameter. ``W``, ``b`` and the activation parameters are views into
-``Network.params``; their gradients are the same views into ``Network.grads``.
+Layout: for every layer its weights ``W`` (fan_in, units, row-major), then its bias
+``b`` (units,), then one (units,) vector per learnable activation parameter, all
+views into ``Network.params``; their gradients are the same views into
+``Network.grads``. An optimiser therefore updates every parameter of the network in
+a few whole-buffer operations, and a data-parallel reducer sums one buffer.
 
-Each layer's input is kept with an extra column of ones, so a layer is one matmul
-``z = [a, 1] @ Wb`` and its gradient one matmul ``[a, 1]^T @ delta`` (bias gradient
-included). Activations and deltas live in buffers preallocated per batch size, so a
-training step allocates nothing but a few scalars.
+Activations and deltas live in C-contiguous buffers preallocated per batch size, and
+the matrix products go through ``np.dot(..., out=)`` (straight to BLAS, less
+per-call overhead than ``matmul``), so a training step allocates nothing but a few
+scalars. For small layers the cost of a step is the number of NumPy calls, which is
+why the loops below are spelled out rather than composed from smaller helpers.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +36,7 @@ def resolve_dtype(dtype: Any) -> np.dtype:
 
 
 class Dense:
-    """A fully connected layer: a = f([x, 1] @ Wb), with optional inverted dropout on a.
+    """A fully connected layer: a = f(x W + b), with optional inverted dropout on a.
 
     Parameters
     ----------
@@ -55,8 +58,8 @@ class Dense:
         self.dropout = check_number("dropout", dropout, low=0, high=1, high_open=True)
         self.init: Initializer | None = None if init is None else get_initializer(init)
         self.in_dim = 0
-        self.Wb = self.W = self.b = None  # views, set by Network
-        self.gWb = self.gW = self.gb = None
+        self.W = self.b = None  # views of the network's flat buffers, set by Network
+        self.gW = self.gb = None
 
     def get_config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"units": self.units, "activation": self.activation.get_config()}
@@ -67,7 +70,7 @@ class Dense:
         return cfg
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Dense":
+    def from_config(cls, config: dict[str, Any]) -> Dense:
         return cls(**config)
 
     def __repr__(self) -> str:
@@ -75,28 +78,32 @@ class Dense:
 
 
 class _Buffers:
-    """Per-batch-size work arrays: inputs with a ones column, z, dC/da, dropout masks."""
+    """Per-batch-size work arrays: z, activations, dC/da, dropout masks."""
 
-    def __init__(self, net: "Network", n: int) -> None:
+    def __init__(self, net: Network, n: int) -> None:
         dt = net.dtype
-        dims = [net.input_dim] + [layer.units for layer in net.layers]
-        last = len(net.layers)
-        self.A: list[np.ndarray] = []
-        for i, d in enumerate(dims):
-            if i == last:
-                self.A.append(np.empty((n, d), dtype=dt))
+        units = [layer.units for layer in net.layers]
+        self.Z = [np.empty((n, u), dtype=dt) for u in units]
+        self.act = [np.empty((n, u), dtype=dt) for u in units]
+        self.G = [np.empty((n, u), dtype=dt) for u in units]
+        self.mask = [np.empty((n, la.units), dtype=dt) if la.dropout else None for la in net.layers]
+        self.pre = [np.empty((n, la.units), dtype=dt) if la.dropout else None for la in net.layers]
+        self.X = np.empty((n, net.input_dim), dtype=dt)  # inputs that needed a cast or a copy
+        self.ones = np.ones(n, dtype=dt)  # ones @ delta is the bias gradient, one BLAS call
+        # Everything each layer's forward and backward touches, looked up once here
+        # rather than attribute by attribute on every step.
+        layers = net.layers
+        self.fplan = [(la.W, la.b, self.Z[i], self.act[i], la.activation.forward, la.dropout, i)
+                      for i, la in enumerate(layers)]
+        self.bplan = []
+        for i in range(len(layers) - 1, -1, -1):
+            la = layers[i]
+            if i == 0:
+                self.bplan.append((None, la.gW, la.gb, None, None, None, None, None, None, None))
             else:
-                a = np.empty((n, d + 1), dtype=dt)
-                a[:, d] = 1.0
-                self.A.append(a)
-        self.Z = [np.empty((n, d), dtype=dt) for d in dims[1:]]
-        self.G = [np.empty((n, d), dtype=dt) for d in dims[1:]]
-        self.mask = [np.empty((n, layer.units), dtype=dt) if layer.dropout else None
-                     for layer in net.layers]
-        self.pre = [np.empty((n, layer.units), dtype=dt) if layer.dropout else None
-                    for layer in net.layers]
-        # views of the activations without the ones column
-        self.act = [self.A[i + 1][:, : dims[i + 1]] for i in range(last)]
+                below = layers[i - 1]
+                self.bplan.append((self.act[i - 1], la.gW, la.gb, la.W.T, self.G[i - 1], below.activation.backward,
+                                   self.Z[i - 1], self.act[i - 1], self.mask[i - 1], self.pre[i - 1]))
 
 
 class Network:
@@ -143,22 +150,22 @@ class Network:
         self.grads = np.zeros_like(self.params)
         offset, fan_in = 0, self.input_dim
         self.slices: list[tuple[str, slice]] = []
+
+        def take(label: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+            nonlocal offset
+            region = slice(offset, offset + size)
+            self.slices.append((label, region))
+            offset += size
+            return self.params[region], self.grads[region]
+
         for i, layer in enumerate(self.layers):
-            n_wb = (fan_in + 1) * layer.units
             layer.in_dim = fan_in
-            layer.Wb = self.params[offset: offset + n_wb].reshape(fan_in + 1, layer.units)
-            layer.gWb = self.grads[offset: offset + n_wb].reshape(fan_in + 1, layer.units)
-            layer.W, layer.b = layer.Wb[:fan_in], layer.Wb[fan_in]
-            layer.gW, layer.gb = layer.gWb[:fan_in], layer.gWb[fan_in]
-            self.slices.append((f"layer{i}.W", slice(offset, offset + fan_in * layer.units)))
-            self.slices.append((f"layer{i}.b", slice(offset + fan_in * layer.units, offset + n_wb)))
-            offset += n_wb
+            w, gw = take(f"layer{i}.W", fan_in * layer.units)
+            layer.W, layer.gW = w.reshape(fan_in, layer.units), gw.reshape(fan_in, layer.units)
+            layer.b, layer.gb = take(f"layer{i}.b", layer.units)
             pv, gv = {}, {}
             for name in layer.activation.params:
-                pv[name] = self.params[offset: offset + layer.units]
-                gv[name] = self.grads[offset: offset + layer.units]
-                self.slices.append((f"layer{i}.{layer.activation.name}.{name}", slice(offset, offset + layer.units)))
-                offset += layer.units
+                pv[name], gv[name] = take(f"layer{i}.{layer.activation.name}.{name}", layer.units)
             layer.activation.bind(pv, gv)
             fan_in = layer.units
 
@@ -196,7 +203,7 @@ class Network:
                 "layers": [layer.get_config() for layer in self.layers]}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], seed: int = 0) -> "Network":
+    def from_config(cls, config: dict[str, Any], seed: int = 0) -> Network:
         return cls(seed=seed, **config)
 
     def __repr__(self) -> str:
@@ -212,69 +219,58 @@ class Network:
             buf = self._buffers[n] = _Buffers(self, n)
         return buf
 
-    def forward(self, X: np.ndarray, training: bool = False, rng: np.random.Generator | None = None,
-                augmented: bool = False) -> np.ndarray:
+    def forward(self, X: np.ndarray, training: bool = False, rng: np.random.Generator | None = None) -> np.ndarray:
         """Output activations for X of shape (n_samples, input_dim).
 
-        With ``augmented=True`` X already carries a trailing column of ones (shape
-        (n_samples, input_dim + 1)) and is used without a copy. The result is an
-        internal buffer, overwritten by the next call: copy it to keep it.
-        ``rng`` is required in training when the network has dropout or RReLU.
+        The result is an internal buffer, overwritten by the next call: copy it to
+        keep it. ``rng`` is required in training when the network has dropout or RReLU.
         """
         n = X.shape[0]
-        buf = self.buffers(n)
-        if augmented:
-            inp = X
-        else:
+        buf = self._buffers.get(n) or self.buffers(n)
+        if X.dtype != self.dtype or not X.flags.c_contiguous or X.ndim != 2 or X.shape[1] != self.input_dim:
             if X.ndim != 2 or X.shape[1] != self.input_dim:
                 raise ValueError(f"expected input of shape (n_samples, {self.input_dim}), got {X.shape}")
-            inp = buf.A[0]
-            np.copyto(inp[:, : self.input_dim], X, casting="same_kind")
-        self._in, self._n, self._training = inp, n, training
-        A, Z = buf.A, buf.Z
-        a = inp
-        for i, layer in enumerate(self.layers):
-            z = Z[i]
-            np.matmul(a, layer.Wb, out=z)
-            out = buf.act[i]
-            if layer.dropout and training:
-                pre = buf.pre[i]
-                layer.activation.forward(z, pre, training, rng)
-                mask = buf.mask[i]
+            np.copyto(buf.X, X, casting="same_kind")
+            X = buf.X
+        self._in, self._n, self._training = X, n, training
+        a = X
+        for W, b, z, out, forward, dropout, i in buf.fplan:
+            np.dot(a, W, out=z)
+            np.add(z, b, out=z)
+            if dropout and training:
+                pre, mask = buf.pre[i], buf.mask[i]
+                forward(z, pre, training, rng)
                 # inverted dropout: keep with probability 1-p, scale survivors by 1/(1-p)
-                np.greater_equal(rng.random(mask.shape, dtype=mask.dtype), layer.dropout, out=mask)
-                mask *= 1.0 / (1.0 - layer.dropout)
+                np.greater_equal(rng.random(mask.shape, dtype=mask.dtype), dropout, out=mask)
+                mask *= 1.0 / (1.0 - dropout)
                 np.multiply(pre, mask, out=out)
             else:
-                layer.activation.forward(z, out, training, rng)
-            a = A[i + 1]
-        return A[-1]
+                forward(z, out, training, rng)
+            a = out
+        return a
 
     def backward(self, delta: np.ndarray) -> None:
         """Backpropagate dC/dz of the output layer (shape (n, output_dim)) into ``grads``."""
         buf = self._buffers[self._n]
-        layers = self.layers
-        for i in range(len(layers) - 1, -1, -1):
-            layer = layers[i]
-            np.matmul((buf.A[i] if i else self._in).T, delta, out=layer.gWb)
-            if i == 0:
+        ones = buf.ones
+        for a_in, gW, gb, WT, g, backward, z_below, a_below, mask, pre_below in buf.bplan:
+            np.dot(a_in.T if a_in is not None else self._in.T, delta, out=gW)
+            np.dot(ones, delta, out=gb)
+            if g is None:
                 break
-            below = layers[i - 1]
-            g = buf.G[i - 1]
-            np.matmul(delta, layer.W.T, out=g)
-            if below.dropout and self._training:
-                np.multiply(g, buf.mask[i - 1], out=g)
-                a = buf.pre[i - 1]
+            np.dot(delta, WT, out=g)
+            if mask is not None and self._training:
+                np.multiply(g, mask, out=g)
+                delta = backward(z_below, pre_below, g)
             else:
-                a = buf.act[i - 1]
-            delta = below.activation.backward(buf.Z[i - 1], a, g)
+                delta = backward(z_below, a_below, g)
 
     def output_delta(self, loss: Loss, y: np.ndarray, scale: float) -> np.ndarray:
         """dC/dz of the output layer for the last forward pass, ``scale`` times the
         per-sample gradients (scale = 1/n_global gives the batch mean)."""
         buf = self._buffers[self._n]
         act = self.layers[-1].activation
-        a, out = buf.A[-1], buf.G[-1]
+        a, out = buf.act[-1], buf.G[-1]
         if act.name in loss.fused_with:
             # sigmoid+BCE, softmax+CE, identity+MSE: dC/dz = a - y exactly
             return loss.fused_grad(a, y, scale, out=out)
@@ -283,7 +279,7 @@ class Network:
     def loss_total(self, loss: Loss, y: np.ndarray) -> float:
         """sum over the last forward's samples of the per-sample cost."""
         buf = self._buffers[self._n]
-        return loss.total_from_logits(buf.Z[-1], buf.A[-1], y)
+        return loss.total_from_logits(buf.Z[-1], buf.act[-1], y)
 
     def gradient(self, X: np.ndarray, y: np.ndarray, loss: Loss, training: bool = False,
                  rng: np.random.Generator | None = None) -> float:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .registry import Configurable, Registry, check_number
 
-OPTIMIZERS: Registry["Optimizer"] = Registry("optimizer")
+OPTIMIZERS: Registry[Optimizer] = Registry("optimizer")
 
 
 class Optimizer(Configurable):
@@ -58,9 +58,21 @@ class Optimizer(Configurable):
 
     def step(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
         """Update ``params`` in place from ``grads`` with learning rate ``lr``."""
-        self._ensure_state(params)
+        if self._size != params.size:
+            self._ensure_state(params)
         self.iterations += 1
         self._update(params, grads, lr)
+
+    _lr_value: float = math.nan
+    _lr_array: np.ndarray | None = None
+
+    def _lr(self, lr: float, like: np.ndarray) -> np.ndarray:
+        """lr as a 0-d array of the buffers' dtype, rebuilt only when lr changes."""
+        arr = self._lr_array
+        if lr != self._lr_value or arr is None or arr.dtype != like.dtype:
+            arr = self._lr_array = np.asarray(lr, dtype=like.dtype)
+            self._lr_value = lr
+        return arr
 
     def _update(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
         raise NotImplementedError
@@ -101,24 +113,27 @@ class SGD(Optimizer):
         if not isinstance(nesterov, bool):
             raise ValueError(f"`nesterov` must be true or false, got {nesterov!r}")
         if nesterov and not self.momentum:
-            raise ValueError("`nesterov` needs `momentum` > 0")
+            raise ValueError(f"`nesterov` needs `momentum` > 0, got momentum={momentum!r}")
         self.nesterov = nesterov
         self.state_keys = ("velocity",) if self.momentum else ()
+        self._beta: np.ndarray | None = None
 
     def _update(self, params, grads, lr):
+        np.multiply(grads, self._lr(lr, grads), out=grads)  # grads now holds eta*g
         if not self.momentum:
-            np.multiply(grads, lr, out=grads)
-            params -= grads
+            np.subtract(params, grads, out=params)
             return
         v = self.velocity
-        v *= self.momentum
-        np.multiply(grads, lr, out=grads)  # grads now holds eta*g
-        v -= grads
+        if self._beta is None or self._beta.dtype != v.dtype:
+            # a 0-d array of the buffer's dtype: NumPy converts a Python float on every call
+            self._beta = np.asarray(self.momentum, dtype=v.dtype)
+        np.multiply(v, self._beta, out=v)
+        np.subtract(v, grads, out=v)
         if self.nesterov:
-            params -= grads
-            params += self.momentum * v
+            np.subtract(params, grads, out=params)
+            params += self._beta * v
         else:
-            params += v
+            np.add(params, v, out=params)
 
 
 @OPTIMIZERS.register

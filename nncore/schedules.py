@@ -12,7 +12,7 @@ from typing import Any
 
 from .registry import Configurable, Registry, check_number
 
-SCHEDULES: Registry["Schedule"] = Registry("schedule")
+SCHEDULES: Registry[Schedule] = Registry("schedule")
 
 
 class Schedule(Configurable):
@@ -35,6 +35,7 @@ class Schedule(Configurable):
 @SCHEDULES.register
 class Constant(Schedule):
     name = "constant"
+    unit = "epoch"  # the same value every step: nothing to recompute per update
 
     def __call__(self, lr0, step, epoch):
         return lr0
@@ -157,11 +158,13 @@ class ReduceOnPlateau(Schedule):
             raise ValueError(f"reduce_on_plateau monitors {self.monitor!r}, which is not among the metrics "
                              f"({', '.join(sorted(metrics))})")
         value = metrics[self.monitor] if self.mode == "min" else -metrics[self.monitor]
-        if self.cooling:
+        # epochs inside the cooldown after a reduction are not counted as bad
+        in_cooldown = self.cooling > 0
+        if in_cooldown:
             self.cooling -= 1
         if value < self.best - self.min_delta:
             self.best, self.wait = value, 0
-        elif not self.cooling:
+        elif not in_cooldown:
             self.wait += 1
             if self.wait > self.patience:
                 self.scale *= self.factor

@@ -7,19 +7,20 @@ batches; the reducer says which slice of each batch is this rank's.
 
 Per step the loop does O(1) NumPy calls beyond the network's own work, and no
 allocation: the epoch's shuffle is one ``take`` into a preallocated array and each
-batch is a view of it.
+batch is a contiguous view of it.
 """
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from .callbacks import Callback, EarlyStopping, StepLog, overrides
-from .data import batch_bounds, epoch_permutation, noise_rng, with_ones
+from .data import batch_bounds, epoch_permutation, noise_rng
 from .gradcheck import MAX_FD_TRAIN_PARAMS, numerical_gradient
 from .losses import Loss
 from .metrics import correct_count, regression_metrics
@@ -140,8 +141,8 @@ class Trainer:
         self.epoch = 0  # completed epochs
         self.step = 0  # updates made
         self.history: list[dict[str, float]] = []
-        # loss total and correct count travel with the gradients in one all-reduce
-        self._reduce_buf = np.zeros(net.n_params + 2, dtype=net.dtype)
+        # the batch's loss total travels with the gradients in one all-reduce
+        self._reduce_buf = np.zeros(net.n_params + 1, dtype=net.dtype)
 
     # -- state ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -184,6 +185,13 @@ class Trainer:
             out.update({prefix + k: v for k, v in regression_metrics(a, y).items()})
         return out
 
+    def _epoch_correct(self, outs: np.ndarray, labels: np.ndarray, mine: np.ndarray | None, seen: int) -> int:
+        if mine is None:
+            return correct_count(outs[:seen], labels[:seen])
+        count = np.array([correct_count(outs[mine], labels[mine])], dtype=np.float64)
+        self.reducer.allreduce_sum(count)
+        return int(round(count[0]))
+
     # -- training -----------------------------------------------------------------------
     def fit(self, train: TrainData, val: TrainData | None = None) -> TrainResult:
         """Train from the current epoch up to ``epochs`` and return how it ended."""
@@ -204,24 +212,34 @@ class Trainer:
             raise ValueError(f"world size {red.world_size} is larger than a batch "
                              f"({min(stop - start for start, stop in bounds)} samples): "
                              "every rank needs at least one sample; use a larger batch_size or fewer ranks")
-        X = with_ones(train.X, dt)
+        distributed = red.world_size > 1
+        X = np.ascontiguousarray(train.X, dtype=dt)
         Y = np.ascontiguousarray(train.Y, dtype=dt)
         labels = train.labels
         track_acc = labels is not None
         Xs, Ys = (np.empty_like(X), np.empty_like(Y)) if self.shuffle else (X, Y)
         Ls = np.empty_like(labels) if (self.shuffle and track_acc) else labels
+        # Outputs are kept per epoch and scored once at its end: one copy per step
+        # instead of the three calls a per-step argmax-compare-count costs.
+        outs = np.empty((n, net.output_dim), dtype=dt) if track_acc else None
+        mine = np.concatenate([np.arange(*red.shard(s, e)) for s, e in bounds]) if distributed else None
 
         step_cbs = [cb for cb in self.callbacks if overrides(cb, "on_step")]
         stop_cbs = [cb for cb in self.callbacks if overrides(cb, "should_stop")]
         want_norm = any(cb.wants_grad_norm for cb in step_cbs)
         prepare = bool(opt.weight_decay and opt.decay_in_gradient) or opt.clip_norm is not None
-        distributed = red.world_size > 1
         fd = self.gradient == "finite_difference"
         stochastic = net.stochastic
         lr0 = opt.lr
         per_step_lr = sched.unit == "step"
         grads, params, rbuf = net.grads, net.params, self._reduce_buf
-        started = time.monotonic()
+        deadline = None if self.max_runtime_s is None else time.monotonic() + self.max_runtime_s
+        # per batch: index, global size, this rank's rows, and 1/size as a 0-d array of
+        # the buffer dtype (a Python float operand is converted on every NumPy call)
+        scales: dict[int, np.ndarray] = {}
+        plan = [(b, stop - start, *red.shard(start, stop),
+                 scales.setdefault(stop - start, np.asarray(1.0 / (stop - start), dtype=dt)))
+                for b, (start, stop) in enumerate(bounds)]
 
         for cb in self.callbacks:
             cb.on_train_begin(self)
@@ -237,27 +255,26 @@ class Trainer:
                     np.take(labels, perm, out=Ls)
             rng = noise_rng(self.seed, epoch) if stochastic else None
             lr = sched(lr0, self.step, epoch)
-            total_loss, total_correct, seen = 0.0, 0, 0
+            total_loss, seen = 0.0, 0
             stop_reason = None
-            for b, (start, stop) in enumerate(bounds):
-                nb = stop - start
-                lo, hi = red.shard(start, stop)
+            for b, nb, lo, hi, scale in plan:
                 xb, yb = Xs[lo:hi], Ys[lo:hi]
                 if fd:
-                    numerical_gradient(net, xb[:, :-1], yb, loss, out=grads)
+                    numerical_gradient(net, xb, yb, loss, out=grads)
                     grads *= (hi - lo) / nb  # numerical_gradient returns the local mean
-                    net.forward(xb, augmented=True)
+                    out = net.forward(xb)
                 else:
-                    net.forward(xb, True, rng, True)
-                    net.backward(net.output_delta(loss, yb, 1.0 / nb))
+                    out = net.forward(xb, True, rng)
+                    net.backward(net.output_delta(loss, yb, scale))
                 bl = net.loss_total(loss, yb)
-                correct = correct_count(net._buffers[hi - lo].A[-1], Ls[lo:hi]) if track_acc else 0
+                if track_acc:
+                    np.copyto(outs[lo:hi], out)
                 if distributed:
-                    rbuf[:-2] = grads
-                    rbuf[-2], rbuf[-1] = bl, correct
+                    rbuf[:-1] = grads
+                    rbuf[-1] = bl
                     red.allreduce_sum(rbuf)
-                    grads[...] = rbuf[:-2]
-                    bl, correct = float(rbuf[-2]), int(round(float(rbuf[-1])))
+                    grads[...] = rbuf[:-1]
+                    bl = float(rbuf[-1])
                 if not math.isfinite(bl):
                     status = "diverged"
                     reason = (f"the loss became {bl} at epoch {epoch + 1}, batch {b + 1}: training diverged; "
@@ -271,7 +288,6 @@ class Trainer:
                 opt.step(params, grads, lr)
                 self.step += 1
                 total_loss += bl
-                total_correct += correct
                 seen += nb
                 if step_cbs:
                     log = StepLog(self.step, epoch, b, bl / nb, lr, nb, norm)
@@ -281,8 +297,7 @@ class Trainer:
                     stop_reason = cb.should_stop(self)
                     if stop_reason:
                         break
-                if stop_reason is None and self.max_runtime_s is not None \
-                        and time.monotonic() - started > self.max_runtime_s:
+                if stop_reason is None and deadline is not None and time.monotonic() > deadline:
                     stop_reason = f"reached the time limit of {self.max_runtime_s:g} s"
                 if stop_reason:
                     break
@@ -296,7 +311,7 @@ class Trainer:
             logs: dict[str, float] = {"epoch": self.epoch, "step": self.step, "loss": total_loss / seen,
                                       "lr": lr, "time": elapsed, "samples_per_s": seen / elapsed if elapsed else 0.0}
             if track_acc:
-                logs["accuracy"] = total_correct / seen
+                logs["accuracy"] = self._epoch_correct(outs, Ls, mine, seen) / seen
             elif self.task == "regression":
                 logs.update(self.evaluate(train))
             if val is not None and val.n:

@@ -90,7 +90,7 @@ def test_backprop_through_every_hidden_activation(hidden):
     net = Network(3, [Dense(5, hidden), Dense(4, "tanh"), Dense(2, "identity")], dtype="float64", seed=1)
     # learnable parameters away from their special initial values so every branch is exercised
     for layer in net.layers:
-        for name, p in layer.activation.p.items():
+        for p in layer.activation.p.values():
             p[...] += rng.uniform(0.05, 0.3, size=p.shape)
     X, Y = _data(rng, 6, 3, 2)
     res = check_gradients(net, X, Y, LOSSES.resolve("mse"))
@@ -212,7 +212,7 @@ def test_config_round_trip_rebuilds_the_same_network():
 
 def test_two_layer_network_learns_xor():
     from nncore.optimizers import OPTIMIZERS
-    from nncore.trainer import Trainer, TrainData
+    from nncore.trainer import TrainData, Trainer
 
     X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
     y = np.array([0, 1, 1, 0])

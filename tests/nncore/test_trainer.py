@@ -16,7 +16,7 @@ from nncore.losses import LOSSES
 from nncore.network import Dense, Network
 from nncore.optimizers import OPTIMIZERS
 from nncore.schedules import SCHEDULES
-from nncore.trainer import Trainer, TrainData
+from nncore.trainer import TrainData, Trainer
 
 
 def _regression(n=20, seed=0):
