@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,7 +58,29 @@ class Callback:
 
 
 def overrides(cb: Callback, method: str) -> bool:
-    return getattr(type(cb), method) is not getattr(Callback, method)
+    """True when ``cb`` implements ``method`` itself (an instance may switch a hook
+    off by setting it to None)."""
+    own = getattr(cb, method, None)
+    return own is not None and getattr(type(cb), method) is not getattr(Callback, method)
+
+
+class EventEmitter(Callback):
+    """Turn training progress into plain-dict events for a sink (a printer, a JSON-lines
+    stream, a metrics writer): ``{"event": "epoch", **logs}`` after every epoch and,
+    with ``steps``, ``{"event": "step", ...}`` after every update."""
+
+    def __init__(self, sink: Callable[[dict[str, Any]], None], steps: bool = False) -> None:
+        self.sink = sink
+        self.steps = steps
+        if not steps:
+            self.on_step = None  # type: ignore[assignment]
+
+    def on_step(self, trainer: Trainer, log: StepLog) -> None:
+        self.sink({"event": "step", "step": log.step, "epoch": log.epoch, "batch": log.batch, "loss": log.loss,
+                   "lr": log.lr, "samples": log.samples, "epochs": trainer.epochs})
+
+    def on_epoch(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        self.sink({"event": "epoch", **logs})
 
 
 class EarlyStopping:

@@ -129,6 +129,11 @@ class Job:
             self.checkpointer = Checkpointer(out_dir, self.spec["checkpoint_every"], keep, self.checkpoint_extra())
             callbacks.append(self.checkpointer)
         self.trainer = build_trainer(self.spec, self.net, self.data.task, callbacks, reducer)
+        ws = self.trainer.reducer.world_size
+        smallest = min((stop - start for start, stop in self.trainer.batch_plan(self.data.train.n)), default=0)
+        if ws > smallest:
+            raise ValueError(f"world size {ws} is larger than a batch ({smallest} samples): every rank needs at "
+                             "least one sample; use a larger batch_size or fewer ranks")
 
     def checkpoint_extra(self) -> dict[str, Any]:
         """What a checkpoint needs besides the trainer state to predict on its own."""
@@ -146,6 +151,34 @@ class Job:
 
     def run(self) -> TrainResult:
         return self.trainer.fit(self.data.train, self.data.val)
+
+    def describe(self) -> dict[str, Any]:
+        """A ``start`` event: what is about to be trained."""
+        d = self.data
+        return {"event": "start", "network": repr(self.net), "params": self.net.n_params, "dataset": d.name,
+                "task": d.task, "train": d.train.n, "validation": d.val.n if d.val else 0,
+                "epochs": self.spec["epochs"], "from_epoch": self.trainer.epoch,
+                "world_size": self.trainer.reducer.world_size,
+                "steps_per_epoch": len(self.trainer.batch_plan(d.train.n))}
+
+
+def summarize(job: Job, result: TrainResult, seconds: float) -> dict[str, Any]:
+    """The ``summary`` event: how training ended, final metrics, the last checkpoint."""
+    def clean(v: Any) -> Any:
+        return round(v, 6) if isinstance(v, float) and np.isfinite(v) else v
+
+    skip = ("epoch", "step", "time", "samples_per_s", "lr")
+    out: dict[str, Any] = {
+        "event": "summary", "status": result.status, "reason": result.reason, "epochs": result.epochs,
+        "steps": result.steps, "seconds": round(seconds, 3),
+        "train": {k: clean(v) for k, v in result.final.items() if not k.startswith("val_") and k not in skip},
+        "validation": {k[4:]: clean(v) for k, v in result.final.items() if k.startswith("val_")},
+        "checkpoint": str(job.checkpointer.latest) if job.checkpointer and job.checkpointer.latest else None,
+    }
+    es = job.trainer.early_stopping
+    if es is not None and es.best_epoch >= 0:
+        out["best_epoch"] = es.best_epoch
+    return out
 
 
 class Model:

@@ -185,6 +185,11 @@ class Trainer:
             out.update({prefix + k: v for k, v in regression_metrics(a, y).items()})
         return out
 
+    def batch_plan(self, n: int) -> list[tuple[int, int]]:
+        """(start, stop) of the global batches of an epoch over n samples."""
+        bs = n if self.batch_size is None else min(int(self.batch_size), n)
+        return batch_bounds(n, bs, self.drop_last)
+
     def _epoch_correct(self, outs: np.ndarray, labels: np.ndarray, mine: np.ndarray | None, seen: int) -> int:
         if mine is None:
             return correct_count(outs[:seen], labels[:seen])
@@ -204,10 +209,9 @@ class Trainer:
         net, loss, opt, sched, red = self.net, self.loss, self.optimizer, self.schedule, self.reducer
         dt = net.dtype
         n = train.n
-        bs = n if self.batch_size is None else min(int(self.batch_size), n)
-        bounds = batch_bounds(n, bs, self.drop_last)
+        bounds = self.batch_plan(n)
         if not bounds:
-            raise ValueError(f"no batch to train on: {n} samples with batch_size {bs} and drop_last")
+            raise ValueError(f"no batch to train on: {n} samples with batch_size {self.batch_size} and drop_last")
         if red.world_size > min(stop - start for start, stop in bounds):
             raise ValueError(f"world size {red.world_size} is larger than a batch "
                              f"({min(stop - start for start, stop in bounds)} samples): "
@@ -308,6 +312,10 @@ class Trainer:
                 break
             self.epoch += 1
             elapsed = time.perf_counter() - t0
+            if distributed:
+                # MPI does not promise bitwise-equal all-reduce results on every rank;
+                # re-sharing rank 0's parameters keeps rounding drift from accumulating
+                red.broadcast(params)
             logs: dict[str, float] = {"epoch": self.epoch, "step": self.step, "loss": total_loss / seen,
                                       "lr": lr, "time": elapsed, "samples_per_s": seen / elapsed if elapsed else 0.0}
             if track_acc:

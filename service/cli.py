@@ -16,42 +16,73 @@ from typing import Any
 import click
 from threadpoolctl import threadpool_limits
 
-from nncore.callbacks import Callback, StepLog
-from nncore.job import Job
+from nncore.callbacks import EventEmitter
+from nncore.distributed import LaunchError, launch
+from nncore.job import Job, summarize
 from nncore.spec import SpecError, load_spec, validate_spec
 
 
-class _Progress(Callback):
-    """A one-line progress bar per epoch on stderr (TTY only) and a metrics line per epoch."""
+class _Renderer:
+    """Shows training events to a person (epoch lines, a progress bar on a terminal)
+    or, with ``--json``, passes epoch and summary events through as JSON lines.
 
-    def __init__(self, steps_per_epoch: int, epochs: int, as_json: bool, stream_is_tty: bool) -> None:
-        self.steps_per_epoch, self.epochs = steps_per_epoch, epochs
-        self.as_json, self.tty = as_json, stream_is_tty
+    The same events come from a local run and from rank 0 of an MPI launch, so both
+    look the same."""
+
+    def __init__(self, as_json: bool, tty: bool, out_dir: Path) -> None:
+        self.as_json, self.tty, self.out_dir = as_json, tty, out_dir
+        self.epochs, self.steps_per_epoch, self.first_epoch = 1, 1, 0
         self._last_draw = 0.0
         self._t0 = time.monotonic()
+        self.summary: dict[str, Any] | None = None
 
-    def on_step(self, trainer, log: StepLog) -> None:
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "start":
+            self.epochs, self.steps_per_epoch = event["epochs"], max(1, event["steps_per_epoch"])
+            self.first_epoch = event.get("from_epoch", 0)
+            if not self.as_json:
+                ranks = f" on {event['world_size']} MPI ranks" if event.get("world_size", 1) > 1 else ""
+                resumed = f", resuming after epoch {self.first_epoch}" if self.first_epoch else ""
+                click.echo(f"training {event['network']} on {event['dataset']} ({event['train']} train / "
+                           f"{event['validation']} validation samples, {event['task']}) for {self.epochs} "
+                           f"epochs{ranks}{resumed}")
+                click.echo(f"checkpoints -> {self.out_dir}")
+        elif kind == "step":
+            self._draw(event)
+        elif kind == "epoch":
+            self._epoch(event)
+        elif kind == "summary":
+            self.summary = event
+            if self.as_json:
+                click.echo(json.dumps(event))
+            else:
+                click.echo(f"{event['status']}: {event['reason']} in {event['seconds']:.1f} s")
+                if event.get("checkpoint"):
+                    click.echo(f"last checkpoint: {event['checkpoint']}")
+
+    def _draw(self, ev: dict[str, Any]) -> None:
         if not self.tty:
             return
         now = time.monotonic()
-        if now - self._last_draw < 0.1 and log.batch + 1 < self.steps_per_epoch:
+        if now - self._last_draw < 0.1 and ev["batch"] + 1 < self.steps_per_epoch:
             return
         self._last_draw = now
-        done = (log.batch + 1) / self.steps_per_epoch
+        done = (ev["batch"] + 1) / self.steps_per_epoch
         width = 30
         bar = "#" * int(done * width) + "-" * (width - int(done * width))
         elapsed = now - self._t0
-        total_done = (log.epoch + done) / self.epochs
-        eta = elapsed / total_done - elapsed if total_done > 0 else 0.0
-        sys.stderr.write(f"\repoch {log.epoch + 1}/{self.epochs} [{bar}] loss {log.loss:.4f} "
-                         f"lr {log.lr:.3g} eta {_duration(eta)}   ")
+        fraction = (ev["epoch"] - self.first_epoch + done) / max(1, self.epochs - self.first_epoch)
+        eta = elapsed / fraction - elapsed if fraction > 0 else 0.0
+        sys.stderr.write(f"\repoch {ev['epoch'] + 1}/{self.epochs} [{bar}] loss {ev['loss']:.4f} "
+                         f"lr {ev['lr']:.3g} eta {_duration(eta)}   ")
         sys.stderr.flush()
 
-    def on_epoch(self, trainer, logs: dict[str, float]) -> None:
+    def _epoch(self, logs: dict[str, Any]) -> None:
         if self.tty:
             sys.stderr.write("\r\033[K")
         if self.as_json:
-            click.echo(json.dumps({"event": "epoch", **{k: _round(v) for k, v in logs.items()}}))
+            click.echo(json.dumps({k: _round(v) for k, v in logs.items()}))
             return
         keys = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy", "mae", "rmse", "r2", "val_mae",
                             "val_rmse", "val_r2") if k in logs]
@@ -106,59 +137,57 @@ def _train(spec_file: Path, out_dir: Path | None, as_json: bool, epochs: int | N
            resume_from: Path | None, world_size: int | None) -> None:
     try:
         spec = load_spec(spec_file)
-        overrides = {k: v for k, v in {"epochs": epochs, "seed": seed}.items() if v is not None}
+        overrides: dict[str, Any] = {k: v for k, v in {"epochs": epochs, "seed": seed}.items() if v is not None}
         if world_size is not None:
             overrides["distributed"] = {"world_size": world_size}
         if overrides:
             spec = validate_spec({**spec, **overrides})
     except SpecError as exc:
         _fail(str(exc))
-    if spec["distributed"]["world_size"] > 1:
-        _fail("data-parallel training (world_size > 1) is not available yet in this version; "
-              "set distributed.world_size to 1")
     if out_dir is None:
         stem = spec.get("name") or spec_file.stem
         out_dir = Path("runs") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    tty = sys.stderr.isatty() and not as_json
+    render = _Renderer(as_json, tty, out_dir)
+    if spec["distributed"]["world_size"] > 1:
+        _train_mpi(spec, out_dir, resume_from, render, tty)
+    else:
+        _train_local(spec, out_dir, resume_from, render, tty)
+    if render.summary and render.summary["status"] == "diverged":
+        sys.exit(1)
+
+
+def _train_local(spec: dict[str, Any], out_dir: Path, resume_from: Path | None, render: _Renderer,
+                 tty: bool) -> None:
     try:
-        job = Job(spec, out_dir=out_dir)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-    if resume_from is not None:
-        try:
+        job = Job(spec, out_dir=out_dir, callbacks=[EventEmitter(render, steps=tty)])
+        if resume_from is not None:
             job.resume(resume_from)
-        except (ValueError, KeyError) as exc:
-            _fail(f"cannot resume from {resume_from}: {exc}")
-    d = job.data
-    bs = spec["batch_size"] or d.train.n
-    steps = max(1, -(-d.train.n // bs) if not spec["data"]["drop_last"] else d.train.n // bs)
-    progress = _Progress(steps, spec["epochs"], as_json, sys.stderr.isatty() and not as_json)
-    job.trainer.callbacks.insert(0, progress)
-    if not as_json:
-        click.echo(f"training {job.net!r} on {d.name} ({d.train.n} train / "
-                   f"{d.val.n if d.val else 0} validation samples, {d.task}) for {spec['epochs']} epochs")
-        click.echo(f"checkpoints -> {out_dir}")
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        _fail(str(exc))
+    render(job.describe())
     started = time.monotonic()
     result = job.run()
-    wall = time.monotonic() - started
-    summary: dict[str, Any] = {
-        "event": "summary", "status": result.status, "reason": result.reason, "epochs": result.epochs,
-        "steps": result.steps, "seconds": round(wall, 3),
-        "train": {k: _round(v) for k, v in result.final.items() if not k.startswith("val_")
-                  and k not in ("epoch", "step", "time", "samples_per_s", "lr")},
-        "validation": {k[4:]: _round(v) for k, v in result.final.items() if k.startswith("val_")},
-        "checkpoint": str(job.checkpointer.latest) if job.checkpointer and job.checkpointer.latest else None,
-    }
-    es = job.trainer.early_stopping
-    if es is not None and es.best_epoch >= 0:
-        summary["best_epoch"] = es.best_epoch
-    if as_json:
-        click.echo(json.dumps(summary))
-    else:
-        click.echo(f"{result.status}: {result.reason} in {wall:.1f} s")
-        if summary["checkpoint"]:
-            click.echo(f"last checkpoint: {summary['checkpoint']}")
-    if result.status == "diverged":
-        sys.exit(1)
+    render(summarize(job, result, time.monotonic() - started))
+
+
+def _train_mpi(spec: dict[str, Any], out_dir: Path, resume_from: Path | None, render: _Renderer,
+               tty: bool) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec_path = out_dir / "spec.json"
+    spec_path.write_text(json.dumps(spec, indent=2))
+    args = ["--spec", str(spec_path), "--out", str(out_dir)]
+    if resume_from is not None:
+        args += ["--resume", str(resume_from)]
+    if tty:
+        args.append("--steps")
+    try:
+        result = launch(spec["distributed"]["world_size"], "nncore.distributed", args, render,
+                        timeout_s=spec.get("max_runtime_s"))
+    except LaunchError as exc:
+        _fail(str(exc))
+    if not result.ok:
+        _fail(result.error or "the MPI launch failed", 2 if render.summary is None else 1)
 
 
 if __name__ == "__main__":

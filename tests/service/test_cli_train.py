@@ -100,3 +100,29 @@ def test_divergence_exits_non_zero_with_the_reason(tmp_path):
     assert proc.returncode == 1
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert summary["status"] == "diverged" and "learning rate" in summary["reason"]
+
+
+@pytest.mark.mpi
+def test_world_size_2_prints_the_same_epochs_as_one_process(tmp_path):
+    one = trainyard("train", "examples/digits.json", "--json", "--epochs", "3", "--out", str(tmp_path / "one"))
+    two = trainyard("train", "examples/digits.json", "--json", "--epochs", "3", "--world-size", "2",
+                    "--out", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr
+    strip = ("time", "samples_per_s")
+    e1 = [{k: v for k, v in json.loads(x).items() if k not in strip} for x in one.stdout.splitlines()[:-1]]
+    e2 = [{k: v for k, v in json.loads(x).items() if k not in strip} for x in two.stdout.splitlines()[:-1]]
+    assert len(e2) == 3
+    for a, b in zip(e1, e2, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+    summary = json.loads(two.stdout.splitlines()[-1])
+    assert summary["status"] == "completed" and Path(summary["checkpoint"]).parent == tmp_path / "two"
+    assert (tmp_path / "two" / "spec.json").exists()
+
+
+@pytest.mark.mpi
+def test_world_size_larger_than_the_batch_is_a_clear_cli_error(tmp_path):
+    proc = trainyard("train", "examples/xor.json", "--world-size", "5", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "world size 5 is larger than a batch (4 samples)" in proc.stderr
