@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,10 @@ class _Checker:
         try:
             return registry.resolve(value).get_config()
         except ValueError as exc:
-            self.add(path, str(exc))
+            message = str(exc)
+            # "`lr` must be > 0, got -1" is about the field lr inside this object
+            field = re.match(r"`(\w+)` ", message)
+            self.add(_join(path, field.group(1)) if field and isinstance(value, dict) else path, message)
             return None
 
 

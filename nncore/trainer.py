@@ -335,8 +335,8 @@ class Trainer:
             if early:
                 es = self.early_stopping
                 status = "early_stopped"
-                reason = (f"{es.monitor} did not improve for {es.patience} epochs "
-                          f"(best at epoch {es.best_epoch})")
+                reason = (f"{es.monitor} did not improve for {es.patience} epochs (best at epoch {es.best_epoch}"
+                          + ("; its parameters are restored)" if es.restore_best else ")"))
                 break
         if self.early_stopping and self.early_stopping.restore_best and status in ("completed", "early_stopped") \
                 and self.early_stopping.best_params is not None:

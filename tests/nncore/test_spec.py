@@ -43,11 +43,11 @@ def test_every_problem_is_reported_at_once_with_its_path():
            "loss": "mse2", "optimizer": {"name": "sgd", "lr": -1}, "data": {"dataset": "digits"},
            "epochs": "many", "bogus": 1}
     found = problems(doc)
-    assert set(found) == {"model.layers[0].units", "model.layers[0].activation", "model.layers[1].activation",
-                          "loss", "optimizer", "epochs", "bogus"}
+    assert set(found) == {"model.layers[0].units", "model.layers[0].activation", "model.layers[1].activation.alpha",
+                          "loss", "optimizer.lr", "epochs", "bogus"}
     assert "relu" in found["model.layers[0].activation"]  # lists the known names
     assert "'relux'" in found["model.layers[0].activation"]
-    assert "got -1" in found["optimizer"]
+    assert "got -1" in found["optimizer.lr"]
     assert "must be an integer" in found["epochs"]
 
 
