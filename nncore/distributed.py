@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -23,7 +24,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,10 +82,6 @@ def rank_main(argv: Sequence[str] | None = None) -> None:
     Rank 0 prints one JSON event per line on stdout (start, step, epoch, summary);
     a rank that fails prints an ``error`` event and aborts every rank.
     """
-    from .callbacks import EventEmitter
-    from .job import Job, summarize
-    from .spec import SpecError, validate_spec
-
     ap = argparse.ArgumentParser(prog="nncore.distributed")
     ap.add_argument("--spec", required=True)
     ap.add_argument("--out")
@@ -92,6 +90,15 @@ def rank_main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     reducer = MPIReducer()
     rank = reducer.rank
+    with abort_unless_finished(reducer):
+        _run_rank(args, reducer, rank)
+
+
+def _run_rank(args: argparse.Namespace, reducer: MPIReducer, rank: int) -> None:
+    from .callbacks import EventEmitter
+    from .job import Job, summarize
+    from .spec import SpecError, validate_spec
+
     try:
         spec = validate_spec(json.loads(Path(args.spec).read_text()))
         emitter = [EventEmitter(_emit, steps=args.steps)] if rank == 0 else []
@@ -109,6 +116,24 @@ def rank_main(argv: Sequence[str] | None = None) -> None:
     except (SpecError, ValueError, FileNotFoundError, KeyError) as exc:
         _emit({"event": "error", "rank": rank, "message": str(exc)})
         reducer.abort(2)
+
+
+@contextlib.contextmanager
+def abort_unless_finished(reducer: MPIReducer) -> Iterator[None]:
+    """Abort every rank if this one leaves the block early by any route, ``sys.exit(0)``
+    included: the others would otherwise wait in a collective (and this rank in
+    MPI_Finalize) forever. An exception is printed first, as Python would."""
+    finished = False
+    try:
+        yield
+        finished = True
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        raise
+    finally:
+        if not finished:
+            reducer.abort(3)
 
 
 # -- the launcher (parent side) ---------------------------------------------------------

@@ -188,6 +188,8 @@ def _train_mpi(spec: dict[str, Any], out_dir: Path, resume_from: Path | None, re
         _fail(str(exc))
     if not result.ok:
         _fail(result.error or "the MPI launch failed", 2 if render.summary is None else 1)
+    if render.summary is None:
+        _fail("the MPI ranks ended without reporting a result: " + " | ".join(result.stderr_tail[-3:]), 1)
 
 
 if __name__ == "__main__":

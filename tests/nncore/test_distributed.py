@@ -122,6 +122,15 @@ def test_an_exception_in_one_rank_ends_every_rank_promptly():
     assert "rank 1 broke on purpose" in result.error
 
 
+@pytest.mark.parametrize("mode", ["exit3", "exit0"])
+def test_a_rank_that_exits_early_ends_every_rank_promptly(mode):
+    t = time.monotonic()
+    result = launch(2, "tests.nncore.mpi_programs.misbehave", [mode], lambda e: None, timeout_s=60, grace_s=2)
+    assert time.monotonic() - t < 15
+    assert not result.ok and not result.timed_out
+    assert "exit code 3" in result.error  # sys.exit(0) too: the guard turns it into MPI_Abort
+
+
 def test_killing_one_rank_mid_training_ends_the_launch_with_a_clear_error(tmp_path):
     procs, ranks, killed_at = [], [], []
 

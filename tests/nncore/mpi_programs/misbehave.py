@@ -1,4 +1,5 @@
-"""Rank programs that fail on purpose, to test the launcher: ``raise`` (rank 1 raises
+"""Rank programs that fail on purpose, to test the launcher: ``exit0``/``exit3`` (rank 1
+calls sys.exit inside nncore's abort guard), ``raise`` (rank 1 raises
 after a barrier), ``hang`` (every rank sleeps forever), ``slow`` (trains nothing, just
 prints an event per second until killed)."""
 import json
@@ -6,6 +7,8 @@ import sys
 import time
 
 from mpi4py import MPI
+
+from nncore.distributed import MPIReducer, abort_unless_finished
 
 mode = sys.argv[1]
 comm = MPI.COMM_WORLD
@@ -23,3 +26,9 @@ elif mode == "slow":
             print(json.dumps({"event": "tick"}), flush=True)
         comm.Barrier()
         time.sleep(0.2)
+elif mode in ("exit0", "exit3"):
+    with abort_unless_finished(MPIReducer()):
+        comm.Barrier()
+        if comm.Get_rank() == 1:
+            sys.exit(int(mode[-1]))
+        comm.Barrier()
