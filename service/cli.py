@@ -192,5 +192,86 @@ def _train_mpi(spec: dict[str, Any], out_dir: Path, resume_from: Path | None, re
         _fail("the MPI ranks ended without reporting a result: " + " | ".join(result.stderr_tail[-3:]), 1)
 
 
+# -- server commands --------------------------------------------------------------------
+
+def _settings(database_url: str | None = None, artifact_dir: Path | None = None,
+              broker_url: str | None = None) -> Any:
+    from .config import Settings
+
+    return Settings.from_env(database_url=database_url, artifact_dir=artifact_dir, broker_url=broker_url)
+
+
+_db_option = click.option("--database-url", envvar="TRAINYARD_DATABASE_URL",
+                          help="SQLAlchemy URL [env TRAINYARD_DATABASE_URL; default a SQLite file in ./var].")
+
+
+@main.command()
+@_db_option
+def migrate(database_url: str | None) -> None:
+    """Create or upgrade the database schema to the latest migration."""
+    from .store.migrate import current, upgrade
+
+    settings = _settings(database_url)
+    upgrade(settings.database_url)
+    click.echo(f"database at revision {current(settings.database_url)}: {_safe_url(settings.database_url)}")
+
+
+@main.group()
+def token() -> None:
+    """Manage API tokens."""
+
+
+@token.command("create")
+@click.option("--name", required=True, help="The user the token belongs to (created if new).")
+@click.option("--admin", is_flag=True, help="Make the user an administrator (sees every job).")
+@_db_option
+def token_create(name: str, admin: bool, database_url: str | None) -> None:
+    """Create a token for user NAME and print it (it is shown only this once)."""
+    from .store.db import make_engine, make_sessionmaker
+    from .store.migrate import upgrade
+    from .store.users import create_token
+
+    settings = _settings(database_url)
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            secret = create_token(session, name, admin=admin)
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        engine.dispose()
+    click.echo(f"token for {name}{' (admin)' if admin else ''}; it is shown only once:", err=True)
+    click.echo(secret)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="gunicorn processes")
+@_db_option
+@click.option("--broker-url", envvar="TRAINYARD_BROKER_URL", help="Celery broker [env TRAINYARD_BROKER_URL].")
+@click.option("--artifact-dir", envvar="TRAINYARD_ARTIFACT_DIR", type=click.Path(file_okay=False, path_type=Path),
+              help="Checkpoints and datasets [env TRAINYARD_ARTIFACT_DIR].")
+def api(host: str, port: int, workers: int, database_url: str | None, broker_url: str | None,
+        artifact_dir: Path | None) -> None:
+    """Serve the HTTP API (gunicorn), migrating the database first."""
+    from .server import serve
+
+    settings = _settings(database_url, artifact_dir, broker_url)
+    click.echo(f"trainyard API on http://{host}:{port}/api/v1 (docs at /api/v1/docs), "
+               f"database {_safe_url(settings.database_url)}", err=True)
+    serve(settings, host, port, workers)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,130 @@
+"""One error path: every 4xx/5xx leaves as an RFC 9457 problem document.
+
+    {"type": "https://trainyard.dev/problems/validation", "title": "Invalid request",
+     "status": 422, "detail": "...", "instance": "/api/v1/jobs",
+     "errors": [{"path": "spec.model.layers[0].units", "pointer": "/spec/model/layers/0/units",
+                 "message": "must be >= 1, got 0"}]}
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from apiflask import APIFlask, HTTPError
+from flask import Response, json, request
+from werkzeug.exceptions import HTTPException
+
+from ..store.errors import Conflict, DomainError, FieldProblem, Invalid, NotFound
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE = "https://trainyard.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["path", "message"],
+            "properties": {"path": {"type": "string"}, "pointer": {"type": "string"},
+                           "message": {"type": "string"}}}},
+    },
+}
+
+_SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
+          406: "not-acceptable", 409: "conflict", 413: "too-large", 415: "unsupported-media-type",
+          422: "validation", 429: "too-many-requests", 500: "internal", 503: "unavailable"}
+
+
+def problem(status: int, title: str, detail: str | None = None, errors: list[FieldProblem] | None = None,
+            headers: dict[str, str] | None = None) -> Response:
+    body: dict[str, Any] = {"type": PROBLEM_TYPE + _SLUGS.get(status, str(status)), "title": title,
+                            "status": status, "instance": request.path}
+    if detail:
+        body["detail"] = detail
+    if errors:
+        body["errors"] = [{"path": e.path, "pointer": e.pointer, "message": e.message} for e in errors]
+    resp = Response(json.dumps(body), status=status, mimetype=PROBLEM_MEDIA_TYPE)
+    for key, value in (headers or {}).items():
+        resp.headers[key] = value
+    return resp
+
+
+def _validation_problems(detail: Any) -> list[FieldProblem]:
+    """APIFlask's {"json": {"spec.model": ["msg"]}} (or query/headers/files) as field problems."""
+    out: list[FieldProblem] = []
+    if isinstance(detail, dict):
+        for location, fields in detail.items():
+            if isinstance(fields, dict):
+                for path, messages in fields.items():
+                    msgs = messages if isinstance(messages, list) else [messages]
+                    for m in msgs:
+                        name = "" if path in ("_schema", "") else str(path)
+                        out.append(FieldProblem(name if location in ("json", "form", "files") else
+                                                f"{location}.{name}" if name else location, str(m)))
+            else:
+                out.append(FieldProblem(str(location), str(fields)))
+    return out
+
+
+def init_app(app: APIFlask) -> None:
+    @app.error_processor
+    def http_error(error: HTTPError) -> Response:
+        status = error.status_code
+        if status in (400, 422) and error.detail:
+            problems = _validation_problems(error.detail)
+            detail = "; ".join(f"{p.path or 'body'}: {p.message}" for p in problems[:5])
+            return problem(422 if status == 422 else 400, "Invalid request", detail or error.message, problems,
+                           error.headers)
+        return problem(status, error.message or "Error", _detail_for(error), None, error.headers)
+
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError) -> Response:
+        if isinstance(exc, NotFound):
+            return problem(404, exc.title, str(exc))
+        if isinstance(exc, Conflict):
+            return problem(409, exc.title, str(exc))
+        if isinstance(exc, Invalid):
+            return problem(422, exc.title, str(exc), exc.problems)
+        return problem(400, exc.title, str(exc))
+
+    @app.errorhandler(HTTPException)
+    def werkzeug_error(exc: HTTPException) -> Response:
+        code = exc.code or 500
+        detail = exc.description
+        if code == 413:
+            detail = f"the request body is larger than this server accepts ({app.config['MAX_CONTENT_LENGTH']} bytes)"
+        elif code == 400 and request.is_json:
+            detail = "the request body is not valid JSON"
+        return problem(code, exc.name, detail)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, "Internal server error", "the server failed to handle this request; it has been logged")
+
+
+def _detail_for(error: HTTPError) -> str | None:
+    if isinstance(error.detail, str) and error.detail:
+        return error.detail
+    if error.status_code == 401:
+        return "send an API token as 'Authorization: Bearer <token>' (create one with: trainyard token create)"
+    return None
+
+
+def problem_responses_in_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """Document every error response as application/problem+json with the problem schema."""
+    for path_item in spec.get("paths", {}).values():
+        for op in path_item.values():
+            if not isinstance(op, dict):
+                continue
+            for code, resp in op.get("responses", {}).items():
+                if str(code).isdigit() and int(code) >= 400:
+                    resp["content"] = {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}
+    return spec

@@ -1,0 +1,48 @@
+"""Service configuration, from the environment (CLI flags override it).
+
+TRAINYARD_DATABASE_URL   SQLAlchemy URL; default a SQLite file under ./var/
+TRAINYARD_BROKER_URL     Celery broker; default the embedded SQLite broker under ./var/
+TRAINYARD_ARTIFACT_DIR   checkpoints and uploaded datasets; default ./var/artifacts
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from nncore.spec import DEFAULT_LIMITS
+
+
+def _var() -> Path:
+    return Path(os.environ.get("TRAINYARD_VAR_DIR", "var")).resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    broker_url: str
+    artifact_dir: Path
+    #: largest request body (dataset uploads included), bytes
+    max_upload_bytes: int = 64 * 1024 * 1024
+    max_json_bytes: int = 1024 * 1024
+    #: rows accepted by one predict call
+    max_predict_rows: int = 10_000
+    #: limits on job specs, on top of nncore's defaults
+    spec_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    #: how long the API waits for the broker when enqueueing, seconds
+    broker_timeout_s: float = 2.0
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        var = _var()
+        env = os.environ
+        settings = cls(
+            database_url=env.get("TRAINYARD_DATABASE_URL") or f"sqlite:///{var / 'trainyard.sqlite'}",
+            broker_url=env.get("TRAINYARD_BROKER_URL") or f"sqla+sqlite:///{var / 'broker.sqlite'}",
+            artifact_dir=Path(env.get("TRAINYARD_ARTIFACT_DIR") or var / "artifacts").resolve(),
+        )
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if "artifact_dir" in overrides:
+            overrides["artifact_dir"] = Path(overrides["artifact_dir"]).resolve()
+        return replace(settings, **overrides)

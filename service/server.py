@@ -1,0 +1,38 @@
+"""Running the API with the production WSGI server (gunicorn), from Python."""
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from .config import Settings
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, app: Any, options: dict[str, Any]) -> None:
+        self.application, self.options = app, options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return self.application
+
+
+def serve(settings: Settings, host: str, port: int, workers: int = 2, threads: int = 4) -> None:
+    """Migrate the database to head, re-enqueue jobs the broker missed, and serve the API."""
+    from .api import create_app
+    from .queue import Enqueuer, enqueue_pending
+    from .store.db import make_engine, make_sessionmaker
+    from .store.migrate import upgrade
+
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine)() as session:
+        enqueue_pending(session, Enqueuer(settings.broker_url, settings.broker_timeout_s))
+    engine.dispose()
+    app = create_app(settings)
+    _Gunicorn(app, {"bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": "gthread",
+                    "accesslog": "-", "timeout": 60, "graceful_timeout": 10}).run()

@@ -1,0 +1,200 @@
+"""Jobs: submit (validated by nncore's spec validator), list, get, cancel, delete.
+
+Every function takes a Session and the acting user; a user sees only their own jobs
+(NotFound otherwise, so ids do not leak), an administrator sees all.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from nncore.datasets import DATASET_NAMES
+from nncore.spec import SpecError, validate_spec
+
+from .errors import Conflict, FieldProblem, Invalid, NotFound
+from .models import FINISHED, JOB_STATUSES, Dataset, Event, Job, User, utcnow
+
+MAX_PAGE = 200
+
+
+def request_hash(body: Any) -> str:
+    """Canonical hash of a request body, for Idempotency-Key replays."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def add_event(session: Session, job: Job, kind: str, message: str) -> Event:
+    event = Event(job_id=job.id, kind=kind, message=message, time=utcnow())
+    session.add(event)
+    return event
+
+
+def _visible(stmt: Any, user: User) -> Any:
+    return stmt if user.is_admin else stmt.where(Job.owner_id == user.id)
+
+
+def get_job(session: Session, user: User, job_id: int) -> Job:
+    job = session.scalar(_visible(select(Job).where(Job.id == job_id), user))
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist")
+    return job
+
+
+def validate_job_spec(session: Session, user: User, doc: Any, limits: dict[str, int] | None = None
+                      ) -> tuple[dict[str, Any], Dataset | None]:
+    """The normalised spec and the uploaded dataset it names (if any), or Invalid
+    listing every problem with its path (prefixed ``spec.``)."""
+    names = [n for n in DATASET_NAMES if n not in ("csv", "npz")]
+    try:
+        spec = validate_spec(doc, limits=limits, dataset_names=names + ["uploaded"])
+    except SpecError as exc:
+        raise Invalid("the job spec is not valid",
+                      [FieldProblem(_prefix(p.path), p.message) for p in exc.problems]) from None
+    dataset = None
+    data = spec["data"]
+    if data.get("dataset_id") is not None:
+        ds_id = data["dataset_id"]
+        if isinstance(ds_id, str) and ds_id.isdigit():
+            ds_id = int(ds_id)
+        dataset = session.scalar(select(Dataset).where(Dataset.id == ds_id, Dataset.owner_id == user.id)) \
+            if isinstance(ds_id, int) else None
+        if dataset is None:
+            raise Invalid("the job spec is not valid",
+                          [FieldProblem("spec.data.dataset_id", f"no dataset {ds_id!r} of yours exists; "
+                                                                "upload one with POST /api/v1/datasets")])
+        n_in = spec["model"].get("input_dim")
+        if n_in is not None and n_in != dataset.n_features:
+            raise Invalid("the job spec is not valid", [FieldProblem(
+                "spec.model.input_dim", f"is {n_in} but dataset {dataset.id} has {dataset.n_features} features")])
+    elif data.get("dataset") in ("csv", "npz") or data.get("path") is not None:
+        # the server never reads arbitrary paths named by a client
+        raise Invalid("the job spec is not valid", [FieldProblem(
+            "spec.data.path", "files on the server cannot be named in a job; upload the data with "
+                              "POST /api/v1/datasets and use data.dataset_id")])
+    return spec, dataset
+
+
+def _prefix(path: str) -> str:
+    return "spec" + ("." + path if path else "")
+
+
+def submit_job(session: Session, user: User, spec_doc: Any, priority: int = 0, idempotency_key: str | None = None,
+               body: Any = None, limits: dict[str, int] | None = None) -> tuple[Job, bool]:
+    """Create a queued job; return (job, created). With an Idempotency-Key seen before,
+    the same body returns the original job (created False), another body is Invalid."""
+    digest = request_hash(body if body is not None else spec_doc)
+    if idempotency_key is not None:
+        prior = session.scalar(select(Job).where(Job.owner_id == user.id, Job.idempotency_key == idempotency_key))
+        if prior is not None:
+            if prior.request_hash != digest:
+                raise Invalid("this Idempotency-Key was already used with a different request body",
+                              [FieldProblem("Idempotency-Key", "reused with a different body")])
+            return prior, False
+    spec, dataset = validate_job_spec(session, user, spec_doc, limits)
+    job = Job(owner_id=user.id, name=spec.get("name"), spec=spec, status="queued", priority=priority,
+              dataset_id=dataset.id if dataset else None, max_restarts=spec["max_restarts"],
+              idempotency_key=idempotency_key, request_hash=digest, created_at=utcnow())
+    session.add(job)
+    try:
+        session.flush()
+    except IntegrityError:
+        # the same key raced in from a concurrent request
+        session.rollback()
+        raise Conflict("a request with this Idempotency-Key is being processed; retry shortly") from None
+    add_event(session, job, "state", "queued")
+    session.commit()
+    return job, True
+
+
+def encode_page_token(last_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"before": last_id}).encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> int:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))["before"]
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError
+        return value
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
+        raise Invalid("page_token is not one this server issued",
+                      [FieldProblem("page_token", "invalid page token")]) from None
+
+
+def list_jobs(session: Session, user: User, statuses: list[str] | None = None,
+              created_after: datetime | None = None, created_before: datetime | None = None,
+              limit: int = 50, page_token: str | None = None) -> tuple[list[Job], str | None]:
+    """Newest first. Filters are applied in SQL before the page limit; the page token
+    is opaque (a keyset position), stable while jobs are added."""
+    for s in statuses or []:
+        if s not in JOB_STATUSES:
+            raise Invalid(f"unknown status {s!r}",
+                          [FieldProblem("status", f"must be one of {', '.join(JOB_STATUSES)}")])
+    limit = max(1, min(limit, MAX_PAGE))
+    stmt = _visible(select(Job), user)
+    if statuses:
+        stmt = stmt.where(Job.status.in_(statuses))
+    if created_after is not None:
+        stmt = stmt.where(Job.created_at >= created_after)
+    if created_before is not None:
+        stmt = stmt.where(Job.created_at < created_before)
+    if page_token:
+        stmt = stmt.where(Job.id < decode_page_token(page_token))
+    rows = list(session.scalars(stmt.order_by(Job.id.desc()).limit(limit + 1)))
+    next_token = encode_page_token(rows[limit - 1].id) if len(rows) > limit else None
+    return rows[:limit], next_token
+
+
+def cancel_job(session: Session, user: User, job_id: int) -> Job:
+    """A queued job is cancelled at once; a running one is flagged and its worker stops
+    within a step; a finished job cannot be cancelled (Conflict)."""
+    job = get_job(session, user, job_id)
+    if job.finished:
+        raise Conflict(f"job {job_id} already finished ({job.status})")
+    if job.status == "queued":
+        job.status, job.finished_at = "cancelled", utcnow()
+        add_event(session, job, "state", "cancelled before it started")
+    elif not job.cancel_requested:
+        job.cancel_requested = True
+        add_event(session, job, "state", "cancel requested")
+    session.commit()
+    return job
+
+
+def job_artifact_dir(artifact_root: Path, job_id: int) -> Path:
+    return artifact_root / "jobs" / str(job_id)
+
+
+def delete_job(session: Session, user: User, job_id: int, artifact_root: Path) -> None:
+    """Delete a finished job, its rows and its artifact folder."""
+    job = get_job(session, user, job_id)
+    if not job.finished:
+        raise Conflict(f"job {job_id} is {job.status}; cancel it and wait for it to finish before deleting it")
+    session.delete(job)
+    session.commit()
+    shutil.rmtree(job_artifact_dir(artifact_root, job_id), ignore_errors=True)
+
+
+def pending_enqueue(session: Session, limit: int = 500) -> list[Job]:
+    """Queued jobs the broker has not accepted yet (it was down at submit time)."""
+    stmt = (select(Job).where(Job.status == "queued", Job.enqueued_at.is_(None))
+            .order_by(Job.priority.desc(), Job.id).limit(limit))
+    return list(session.scalars(stmt))
+
+
+def mark_enqueued(session: Session, job: Job) -> None:
+    job.enqueued_at = utcnow()
+    session.commit()
+
+
+STATUSES = JOB_STATUSES
+FINISHED_STATUSES = FINISHED

@@ -1,0 +1,163 @@
+"""Shared fixtures: real servers for the service tests.
+
+``postgres_url`` starts a throwaway PostgreSQL cluster (or uses
+TRAINYARD_TEST_POSTGRES_URL); ``api_server`` runs ``trainyard api`` (gunicorn) as a
+real process on a fresh SQLite or PostgreSQL database, with tokens for two users and
+an administrator.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_BIN = Path("/usr/lib/postgresql")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_tool(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(PG_BIN.glob("*/bin/" + name))
+    if not versions:
+        pytest.fail(f"PostgreSQL's {name} is not installed (apt-get install postgresql); the service tests "
+                    "run against a real PostgreSQL server")
+    return str(versions[-1])
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    # the server refuses to run as root; CI runs as root
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server URL (superuser, database 'postgres')."""
+    given = os.environ.get("TRAINYARD_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    base = Path(tempfile.mkdtemp(prefix="typg-"))
+    data, sock = base / "data", base / "sock"
+    sock.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+        shutil.chown(sock, "postgres")
+    port = free_port()
+    subprocess.run(_as_postgres([_pg_tool("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+                                 "--no-sync"]), check=True, capture_output=True)
+    subprocess.run(_as_postgres([_pg_tool("pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"), "-o",
+                                 f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start"]),
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(_as_postgres([_pg_tool("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+                       capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def fresh_database(kind: str, tmp: Path, postgres_url: str | None) -> str:
+    """A new, empty database URL of ``kind`` (sqlite or postgresql)."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp / 'trainyard.sqlite'}"
+    from sqlalchemy import create_engine, text
+
+    name = "ty_" + uuid.uuid4().hex[:12]
+    engine = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return postgres_url.rsplit("/", 1)[0] + "/" + name
+
+
+def trainyard_cmd() -> list[str]:
+    exe = shutil.which("trainyard", path=str(Path(sys.executable).parent)) or shutil.which("trainyard")
+    return [exe] if exe else [sys.executable, "-m", "service.cli"]
+
+
+@dataclass
+class ApiServer:
+    url: str
+    database_url: str
+    artifact_dir: Path
+    env: dict[str, str]
+    tokens: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def api(self) -> str:
+        return self.url + "/api/v1"
+
+    def session(self, user: str | None = "alice"):
+        import requests
+
+        s = requests.Session()
+        if user is not None:
+            s.headers["Authorization"] = f"Bearer {self.tokens[user]}"
+        return s
+
+    def create_token(self, name: str, admin: bool = False) -> str:
+        out = subprocess.run(trainyard_cmd() + ["token", "create", "--name", name] + (["--admin"] if admin else []),
+                             env=self.env, capture_output=True, text=True, check=True)
+        return out.stdout.strip().splitlines()[-1]
+
+
+def start_api_server(kind: str, tmp: Path, postgres_url: str | None) -> ApiServer:
+    import requests
+
+    db_url = fresh_database(kind, tmp, postgres_url)
+    port = free_port()
+    env = {**os.environ, "TRAINYARD_DATABASE_URL": db_url, "TRAINYARD_ARTIFACT_DIR": str(tmp / "artifacts"),
+           "TRAINYARD_BROKER_URL": f"sqla+sqlite:///{tmp / 'broker.sqlite'}", "TRAINYARD_VAR_DIR": str(tmp)}
+    server = ApiServer(f"http://127.0.0.1:{port}", db_url, tmp / "artifacts", env)
+    for user, admin in (("alice", False), ("bob", False), ("root", True)):
+        server.tokens[user] = server.create_token(user, admin)
+    log = open(tmp / "api.log", "wb")
+    server.proc = subprocess.Popen(trainyard_cmd() + ["api", "--port", str(port), "--workers", "2"], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"the API server exited: {(tmp / 'api.log').read_text()[-2000:]}")
+        try:
+            if requests.get(server.api + "/health", timeout=1).status_code in (200, 503):
+                return server
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the API server did not start: {(tmp / 'api.log').read_text()[-2000:]}")
+
+
+def stop_api_server(server: ApiServer) -> None:
+    if server.proc is not None and server.proc.poll() is None:
+        server.proc.terminate()
+        try:
+            server.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def api_server(request, tmp_path_factory) -> Iterator[ApiServer]:
+    """``trainyard api`` running on a fresh database of each kind (one per test module)."""
+    pg = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    server = start_api_server(request.param, tmp_path_factory.mktemp(request.param), pg)
+    yield server
+    stop_api_server(server)
