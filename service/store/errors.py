@@ -1,7 +1,7 @@
 """Domain errors: what the API maps to status codes (the store knows no HTTP)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from nncore.spec import Problem
 
 
 class DomainError(Exception):
@@ -18,17 +18,8 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
-@dataclass(frozen=True)
-class FieldProblem:
-    path: str
-    message: str
-
-    @property
-    def pointer(self) -> str:
-        if not self.path:
-            return ""
-        parts = self.path.replace("[", ".").replace("]", "").split(".")
-        return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts if p)
+# one shape for every field problem, the spec validator's included
+FieldProblem = Problem
 
 
 class Invalid(DomainError):
