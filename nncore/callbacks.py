@@ -34,6 +34,7 @@ class StepLog:
     lr: float
     samples: int
     grad_norm: float = math.nan
+    accuracy: float = math.nan
 
 
 class Callback:
@@ -55,6 +56,8 @@ class Callback:
 
     #: set True to receive StepLog.grad_norm (one extra dot product per step)
     wants_grad_norm = False
+    #: set True to receive StepLog.accuracy on classification tasks (three calls per step)
+    wants_accuracy = False
 
 
 def overrides(cb: Callback, method: str) -> bool:

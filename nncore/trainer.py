@@ -141,8 +141,8 @@ class Trainer:
         self.epoch = 0  # completed epochs
         self.step = 0  # updates made
         self.history: list[dict[str, float]] = []
-        # the batch's loss total travels with the gradients in one all-reduce
-        self._reduce_buf = np.zeros(net.n_params + 1, dtype=net.dtype)
+        # the batch's loss total and correct count travel with the gradients in one all-reduce
+        self._reduce_buf = np.zeros(net.n_params + 2, dtype=net.dtype)
 
     # -- state ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -231,6 +231,7 @@ class Trainer:
         step_cbs = [cb for cb in self.callbacks if overrides(cb, "on_step")]
         stop_cbs = [cb for cb in self.callbacks if overrides(cb, "should_stop")]
         want_norm = any(cb.wants_grad_norm for cb in step_cbs)
+        want_acc = track_acc and any(cb.wants_accuracy for cb in step_cbs)
         prepare = bool(opt.weight_decay and opt.decay_in_gradient) or opt.clip_norm is not None
         fd = self.gradient == "finite_difference"
         stochastic = net.stochastic
@@ -273,12 +274,13 @@ class Trainer:
                 bl = net.loss_total(loss, yb)
                 if track_acc:
                     np.copyto(outs[lo:hi], out)
+                correct = correct_count(out, Ls[lo:hi]) if want_acc else 0
                 if distributed:
-                    rbuf[:-1] = grads
-                    rbuf[-1] = bl
+                    rbuf[:-2] = grads
+                    rbuf[-2], rbuf[-1] = bl, correct
                     red.allreduce_sum(rbuf)
-                    grads[...] = rbuf[:-1]
-                    bl = float(rbuf[-1])
+                    grads[...] = rbuf[:-2]
+                    bl, correct = float(rbuf[-2]), int(round(float(rbuf[-1])))
                 if not math.isfinite(bl):
                     status = "diverged"
                     reason = (f"the loss became {bl} at epoch {epoch + 1}, batch {b + 1}: training diverged; "
@@ -294,7 +296,8 @@ class Trainer:
                 total_loss += bl
                 seen += nb
                 if step_cbs:
-                    log = StepLog(self.step, epoch, b, bl / nb, lr, nb, norm)
+                    log = StepLog(self.step, epoch, b, bl / nb, lr, nb, norm,
+                                  correct / nb if want_acc else math.nan)
                     for cb in step_cbs:
                         cb.on_step(self, log)
                 for cb in stop_cbs:

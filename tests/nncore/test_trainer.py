@@ -266,3 +266,26 @@ def test_resume_from_checkpoint_in_a_new_process_is_bit_for_bit(tmp_path, reques
     h2 = json.loads((tmp_path / "straight.npy.json").read_text())
     strip = lambda h: [{k: v for k, v in e.items() if k not in ("time", "samples_per_s")} for e in h]  # noqa: E731
     assert strip(h1) == strip(h2) and len(h1) == 10
+
+
+def test_per_step_accuracy_and_grad_norm_on_request():
+    class Wants(StepRecorder):
+        wants_accuracy = True
+        wants_grad_norm = True
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(12, 3))
+    labels = (X[:, 0] > 0).astype(np.int64)
+    rec = Wants()
+    net = Network(3, [Dense(4, "tanh"), Dense(2, "softmax")], dtype="float64", seed=2)
+    Trainer(net, LOSSES.resolve("categorical_cross_entropy"), OPTIMIZERS.resolve("sgd"), batch_size=4, epochs=1,
+            shuffle=False, callbacks=[rec]).fit(TrainData(X, np.eye(2)[labels], labels))
+    # the first step's accuracy and gradient norm, recomputed from a copy of the initial network
+    ref = Network(3, [Dense(4, "tanh"), Dense(2, "softmax")], dtype="float64", seed=2)
+    out = ref.forward(X[:4]).copy()
+    ref.gradient(X[:4], np.eye(2)[labels[:4]], LOSSES.resolve("categorical_cross_entropy"))
+    assert rec.logs[0].accuracy == np.mean(out.argmax(axis=1) == labels[:4])
+    assert rec.logs[0].grad_norm == pytest.approx(np.linalg.norm(ref.grads), rel=1e-12)
+    plain = StepRecorder()
+    Trainer(_net(), LOSSES.resolve("mse"), OPTIMIZERS.resolve("sgd"), epochs=1, callbacks=[plain]).fit(_regression())
+    assert np.isnan(plain.logs[0].accuracy) and np.isnan(plain.logs[0].grad_norm)
