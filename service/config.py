@@ -3,6 +3,7 @@
 TRAINYARD_DATABASE_URL   SQLAlchemy URL; default a SQLite file under ./var/
 TRAINYARD_BROKER_URL     Celery broker; default the embedded SQLite broker under ./var/
 TRAINYARD_ARTIFACT_DIR   checkpoints and uploaded datasets; default ./var/artifacts
+TRAINYARD_MAX_UPLOAD_BYTES  largest request body (dataset uploads included); default 64 MiB
 """
 from __future__ import annotations
 
@@ -37,12 +38,26 @@ class Settings:
     def from_env(cls, **overrides: Any) -> Settings:
         var = _var()
         env = os.environ
+        optional: dict[str, Any] = {}
+        if limit := env.get("TRAINYARD_MAX_UPLOAD_BYTES"):
+            optional["max_upload_bytes"] = _positive_int("TRAINYARD_MAX_UPLOAD_BYTES", limit)
         settings = cls(
             database_url=env.get("TRAINYARD_DATABASE_URL") or f"sqlite:///{var / 'trainyard.sqlite'}",
             broker_url=env.get("TRAINYARD_BROKER_URL") or f"sqla+sqlite:///{var / 'broker.sqlite'}",
             artifact_dir=Path(env.get("TRAINYARD_ARTIFACT_DIR") or var / "artifacts").resolve(),
+            **optional,
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if "artifact_dir" in overrides:
             overrides["artifact_dir"] = Path(overrides["artifact_dir"]).resolve()
         return replace(settings, **overrides)
+
+
+def _positive_int(name: str, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name} must be a positive whole number of bytes, got {text!r}")
+    return value

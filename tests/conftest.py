@@ -120,13 +120,15 @@ class ApiServer:
         return out.stdout.strip().splitlines()[-1]
 
 
-def start_api_server(kind: str, tmp: Path, postgres_url: str | None) -> ApiServer:
+def start_api_server(kind: str, tmp: Path, postgres_url: str | None,
+                     extra_env: dict[str, str] | None = None) -> ApiServer:
     import requests
 
     db_url = fresh_database(kind, tmp, postgres_url)
     port = free_port()
     env = {**os.environ, "TRAINYARD_DATABASE_URL": db_url, "TRAINYARD_ARTIFACT_DIR": str(tmp / "artifacts"),
-           "TRAINYARD_BROKER_URL": f"sqla+sqlite:///{tmp / 'broker.sqlite'}", "TRAINYARD_VAR_DIR": str(tmp)}
+           "TRAINYARD_BROKER_URL": f"sqla+sqlite:///{tmp / 'broker.sqlite'}", "TRAINYARD_VAR_DIR": str(tmp),
+           **(extra_env or {})}
     server = ApiServer(f"http://127.0.0.1:{port}", db_url, tmp / "artifacts", env)
     for user, admin in (("alice", False), ("bob", False), ("root", True)):
         server.tokens[user] = server.create_token(user, admin)
@@ -156,8 +158,12 @@ def stop_api_server(server: ApiServer) -> None:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def api_server(request, tmp_path_factory) -> Iterator[ApiServer]:
-    """``trainyard api`` running on a fresh database of each kind (one per test module)."""
+    """``trainyard api`` running on a fresh database of each kind (one per test module).
+
+    A module may set ``API_SERVER_ENV = {...}`` for extra environment variables of its
+    server (a small ``TRAINYARD_MAX_UPLOAD_BYTES``, say)."""
     pg = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    server = start_api_server(request.param, tmp_path_factory.mktemp(request.param), pg)
+    server = start_api_server(request.param, tmp_path_factory.mktemp(request.param), pg,
+                              getattr(request.module, "API_SERVER_ENV", None))
     yield server
     stop_api_server(server)

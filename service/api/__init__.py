@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from apiflask import APIFlask
+from werkzeug.routing import IntegerConverter
 
 from ..config import Settings
 from ..queue import Enqueuer
@@ -12,6 +13,15 @@ from . import errors
 from .state import ServiceState, close_db
 
 API_PREFIX = "/api/v1"
+
+
+class BigIntConverter(IntegerConverter):
+    """``<int:...>`` bounded to the BIGINT ids it looks up: a larger number names nothing
+    (404), and SQLite could not even bind it (an OverflowError, so a 500)."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> APIFlask:
@@ -32,12 +42,13 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> APIFlask:
     engine = make_engine(settings.database_url, pool_pre_ping=True)
     app.extensions["trainyard"] = ServiceState(settings, engine, make_sessionmaker(engine),
                                                Enqueuer(settings.broker_url, settings.broker_timeout_s))
+    app.url_map.converters["int"] = BigIntConverter
     app.teardown_appcontext(close_db)
     errors.init_app(app)
     app.spec_processor(errors.problem_responses_in_spec)
 
-    from . import health, jobs
+    from . import datasets, health, jobs, results
 
-    for bp in (health.bp, jobs.bp):
+    for bp in (health.bp, jobs.bp, results.bp, datasets.bp):
         app.register_blueprint(bp, url_prefix=API_PREFIX + (bp.url_prefix or ""))
     return app

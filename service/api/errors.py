@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from apiflask import APIFlask, HTTPError
-from flask import Response, json, request
+from flask import Response, current_app, json, request
 from werkzeug.exceptions import HTTPException
 
 from ..store.errors import Conflict, DomainError, FieldProblem, Invalid, NotFound
@@ -65,11 +65,21 @@ def _validation_problems(detail: Any) -> list[FieldProblem]:
                 for path, messages in fields.items():
                     msgs = messages if isinstance(messages, list) else [messages]
                     for m in msgs:
-                        name = "" if path in ("_schema", "") else str(path)
+                        name = "" if path in ("_schema", "") else _bracket_indexes(str(path))
+                        # pydantic prefixes the message of a validator's ValueError with this
+                        message = str(m).removeprefix("Value error, ")
                         out.append(FieldProblem(name if location in ("json", "form", "files") else
-                                                f"{location}.{name}" if name else location, str(m)))
+                                                f"{location}.{name}" if name else location, message))
             else:
                 out.append(FieldProblem(str(location), str(fields)))
+    return out
+
+
+def _bracket_indexes(path: str) -> str:
+    """Pydantic's ``inputs.3.1`` in the spec validator's notation, ``inputs[3][1]``."""
+    out = ""
+    for part in path.split("."):
+        out += f"[{part}]" if part.isdigit() and out else ("." if out else "") + part
     return out
 
 
@@ -99,15 +109,49 @@ def init_app(app: APIFlask) -> None:
         code = exc.code or 500
         detail = exc.description
         if code == 413:
-            detail = f"the request body is larger than this server accepts ({app.config['MAX_CONTENT_LENGTH']} bytes)"
-        elif code == 400 and request.is_json:
-            detail = "the request body is not valid JSON"
-        return problem(code, exc.name, detail)
+            limit = request.max_content_length or app.config["MAX_CONTENT_LENGTH"]
+            detail = f"the request body is larger than this server accepts here ({limit} bytes)"
+        elif code == 400 and _failed_json(exc):
+            detail = ("this request needs a JSON body (Content-Type: application/json)" if not request.get_data()
+                      else "the request body is not valid JSON")
+        elif code == 405 and not _exists(exc):
+            return problem(404, "Not Found", "The requested URL was not found on the server.")
+        # keep what the exception says about itself (405's Allow), not its HTML content type
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return problem(code, exc.name, detail, headers=headers)
+
+    @app.errorhandler(RecursionError)
+    def too_deep(exc: RecursionError) -> Response:
+        # Python's JSON parser gives up on deeply nested arrays/objects with this, not ValueError
+        if "JSON" in str(exc):
+            return problem(400, "Bad Request", "the request body nests JSON arrays or objects too deeply")
+        return unexpected(exc)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(500, "Internal server error", "the server failed to handle this request; it has been logged")
+
+
+def _exists(exc: HTTPException) -> bool:
+    """Whether a 405's URL names a resource at all. Werkzeug answers 405 when a rule for
+    another method shares the path even if a converter refuses the value for every
+    method (DELETE /jobs/<an id beyond 64 bits> gets "Allow: GET"): that URL is a 404."""
+    adapter = current_app.create_url_adapter(request)
+    for method in getattr(exc, "valid_methods", None) or ():
+        try:
+            adapter.match(method=method)
+            return True
+        except HTTPException:
+            continue
+    return False
+
+
+def _failed_json(exc: HTTPException) -> bool:
+    """Whether a 400 is Flask's refusal of the body as JSON (it hides the reason outside debug)."""
+    cause = exc.__cause__
+    return request.is_json or "JSON" in str(getattr(cause, "description", "")) or \
+        (exc.description or "").startswith("Failed to decode JSON")
 
 
 def _detail_for(error: HTTPError) -> str | None:
@@ -119,11 +163,17 @@ def _detail_for(error: HTTPError) -> str | None:
 
 
 def problem_responses_in_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """Document every error response as application/problem+json with the problem schema."""
+    """Document every error response as application/problem+json with the problem schema,
+    every request body as required (APIFlask leaves it optional; none of ours is), and
+    the 400 that every JSON body which is not JSON gets (werkzeug_error above)."""
     for path_item in spec.get("paths", {}).values():
         for op in path_item.values():
             if not isinstance(op, dict):
                 continue
+            if "requestBody" in op:
+                op["requestBody"]["required"] = True
+                if "application/json" in op["requestBody"].get("content", {}):
+                    op.setdefault("responses", {}).setdefault("400", {"description": "The body is not JSON"})
             for code, resp in op.get("responses", {}).items():
                 if str(code).isdigit() and int(code) >= 400:
                     resp["content"] = {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}

@@ -8,7 +8,6 @@ from flask import request, url_for
 
 from ..queue import enqueue
 from ..store import jobs as store
-from ..store.errors import FieldProblem, Invalid
 from .auth import auth, current_user
 from .schemas import JobIn, JobList, JobOut, JobsQuery, job_dict
 from .state import db, state
@@ -17,18 +16,36 @@ bp = APIBlueprint("jobs", __name__, url_prefix="/jobs", tag="Jobs")
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
+EXAMPLE_JOB = {"spec": {"name": "xor", "model": {"input_dim": 2, "layers": [{"units": 4, "activation": "tanh"},
+                                                                         {"units": 1, "activation": "sigmoid"}]},
+                        "loss": "binary_cross_entropy", "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
+                        "data": {"dataset": "xor", "validation_split": 0.0}, "batch_size": "full", "epochs": 300,
+                        "seed": 3},
+               "priority": 0}
+
+
+@bp.before_request
+def _json_body_limit() -> None:
+    # a job is a small JSON document: refuse large bodies (413) before they are parsed
+    if request.method == "POST":
+        settings = state().settings
+        request.max_content_length = min(settings.max_json_bytes, settings.max_upload_bytes)
+
 
 @bp.post("")
 @bp.auth_required(auth)
-@bp.input(JobIn, location="json")
+@bp.input(JobIn, location="json", example=EXAMPLE_JOB)
 @bp.output(JobOut, status_code=201, description="The job, queued (or the original one for a replayed "
                                                  "Idempotency-Key).")
-@bp.doc(summary="Submit a training job", responses=[201, 401, 409, 413, 422])
+@bp.doc(summary="Submit a training job",
+        description="Send an `Idempotency-Key` header (1 to 255 characters) to make retries safe: the same key "
+                    "with the same body returns the original job (header `Idempotent-Replayed: true`), with "
+                    "another body a 422.",
+        responses={201: "The job, queued", 400: "The body is not JSON", 401: "No valid token",
+                   409: "The same Idempotency-Key is being processed", 413: "The body is too large",
+                   422: "Invalid job (every problem with its JSON path)"})
 def submit(json_data: Any) -> Any:
     key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is not None and not (0 < len(key) <= 255):
-        raise Invalid("Idempotency-Key must be 1 to 255 characters",
-                      [FieldProblem(IDEMPOTENCY_HEADER, "1 to 255 characters")])
     data = json_data.model_dump() if hasattr(json_data, "model_dump") else dict(json_data)
     session = db()
     job, created = store.submit_job(session, current_user(), data["spec"], data["priority"], key, body=data,

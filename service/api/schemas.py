@@ -1,30 +1,108 @@
 """Request and response models (Pydantic), which APIFlask validates and documents."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from apiflask.fields import UploadFile
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
 
-from ..store.models import Job
+from nncore.spec import DATA_KEYS, LAYER_KEYS, MODEL_KEYS, TOP_LEVEL
+
+from ..store.models import Checkpoint, Dataset, Event, Job
+from ..store.results import MAX_EVENTS_PAGE, MAX_METRICS_PAGE, MAX_POINTS, MIN_POINTS
+
+# ids and steps are BIGINT columns; larger numbers are refused before they reach SQL
+MAX_BIGINT = 2**63 - 1
+
+
+def _json_int(value: Any) -> Any:
+    if isinstance(value, (str, bool)):
+        raise ValueError(f"must be an integer, got {value!r}")
+    return value
+
+
+# an integer as JSON Schema means it: 3 and 3.0, but not "3" or true (which pydantic's lax mode takes)
+JsonInt = Annotated[int, BeforeValidator(_json_int)]
+
+
+def _closed(keys: tuple[str, ...], **properties: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": {k: properties.get(k, {}) for k in keys}, "additionalProperties": False}
+
+
+# The outline of a job spec: its objects and their fields. Deliberately no looser nor
+# stricter than the spec validator on what it shows; the validator checks the rest
+# (names, numbers, cross-field rules) and answers 422 with every problem and its path.
+SPEC_SCHEMA: dict[str, Any] = {
+    **_closed(TOP_LEVEL,
+              name={"type": "string", "maxLength": 200},
+              model=_closed(MODEL_KEYS, layers={"type": "array", "minItems": 1, "items": _closed(LAYER_KEYS)}),
+              data=_closed(DATA_KEYS),
+              distributed=_closed(("world_size",)),
+              retention=_closed(("keep_last", "keep_best", "best_metric")),
+              early_stopping={"anyOf": [_closed(("monitor", "patience", "min_delta", "mode", "restore_best")),
+                                        {"type": "null"}]},
+              metrics=_closed(("every_steps",))),
+    "required": ["model", "loss", "data"],
+}
 
 
 class JobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    spec: dict[str, Any] = Field(description="The job spec (see the README): model, loss, optimizer, data, ...")
-    priority: int = Field(0, ge=-100, le=100, description="Higher runs first.")
+    spec: dict[str, Any] = Field(description="The job spec (see the README): model, loss, optimizer, data, ...",
+                                 json_schema_extra=SPEC_SCHEMA)
+    priority: JsonInt = Field(0, ge=-100, le=100, description="Higher runs first.")
+
+
+_STATUS = "(queued|running|succeeded|failed|cancelled)"
+_RFC3339 = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
+                      r"([Zz]|[+-][0-9]{2}:[0-9]{2})")
+
+
+def _rfc3339(value: Any) -> datetime:
+    """An RFC 3339 date-time (what the document's ``format: date-time`` means) in UTC.
+    Stricter than pydantic, which also takes Unix timestamps and dates; more lenient in
+    what RFC 3339 allows and Python does not: a leap second (:60) counts as :59.999999,
+    and times beyond the calendar (year 0, 9999-12-31T23:59-01:00) clamp to its ends."""
+    m = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if m is None:
+        raise ValueError(f"must be an RFC 3339 date-time with a time zone, e.g. 2026-11-26T08:00:00Z, got {value!r}")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    frac, zone = m.group(7) or "", m.group(8).upper()
+    micro = int((frac[1:] + "000000")[:6]) if frac else 0
+    if second == 60:
+        second, micro = 59, 999_999
+    offset = timedelta(0) if zone == "Z" else \
+        (1 if zone[0] == "+" else -1) * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    if year == 0:
+        return datetime.min.replace(tzinfo=UTC)
+    try:
+        local = datetime(year, month, day, hour, minute, second, micro)
+        tz = timezone(offset)
+    except ValueError as exc:
+        raise ValueError(f"is not a valid date-time: {exc}, got {value!r}") from None
+    try:
+        return local.replace(tzinfo=tz).astimezone(UTC)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC) if year > 1 else datetime.min.replace(tzinfo=UTC)
+
+
+UTCTime = Annotated[datetime, PlainValidator(_rfc3339, json_schema_input_type=datetime)]
 
 
 class JobsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    status: str | None = Field(None, max_length=100,
+    status: str | None = Field(None, max_length=64, pattern=f"^ *{_STATUS} *(, *{_STATUS} *)*$",
                                description="Comma-separated: queued,running,succeeded,failed,cancelled")
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    created_after: UTCTime | None = Field(None, description="Only jobs created at or after this time.")
+    created_before: UTCTime | None = Field(None, description="Only jobs created before this time.")
     limit: int = Field(50, ge=1, le=200)
-    page_token: str | None = Field(None, max_length=200)
+    # an opaque cursor (base64url); which strings this server issued is more than a schema can say
+    page_token: str | None = Field(None, max_length=64, pattern="^[A-Za-z0-9_-]+$",
+                                   description="next_page_token of the previous page, unchanged.")
 
 
 class JobOut(BaseModel):
@@ -51,6 +129,143 @@ class JobList(BaseModel):
     next_page_token: str | None
 
 
+class DatasetUpload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file: UploadFile = Field(description="A .csv file (numbers, optionally a header row and a text label column) "
+                                         "or a .npz archive with arrays X and y (no object arrays).")
+    name: str | None = Field(None, max_length=200, description="Default: the file name without its extension.")
+    target: str | None = Field(None, max_length=200,
+                               description="CSV only: the target column, by header name or by index (digits, "
+                                           "negative counts from the end). Default: the last column.")
+
+
+class DatasetsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(50, ge=1, le=200)
+    page_token: str | None = Field(None, max_length=200)
+
+
+class DatasetOut(BaseModel):
+    id: int
+    name: str
+    owner: str
+    filename: str
+    format: Literal["csv", "npz"]
+    size_bytes: int
+    sha256: str
+    n_samples: int
+    n_features: int
+    task: Literal["binary", "multiclass", "regression"]
+    n_classes: int | None
+    target: str | None
+    created_at: str
+
+
+class DatasetList(BaseModel):
+    items: list[DatasetOut]
+    next_page_token: str | None
+
+
+class MetricsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=1000, description="Comma-separated series names; default all.")
+    after_step: int | None = Field(None, ge=0, le=MAX_BIGINT, description="Only points with a larger step.")
+    before_step: int | None = Field(None, ge=0, le=MAX_BIGINT, description="Only points with a smaller step.")
+    limit: int = Field(1000, ge=1, le=MAX_METRICS_PAGE, description="Points per page (ignored with max_points).")
+    page_token: str | None = Field(None, max_length=500)
+    max_points: int | None = Field(None, ge=MIN_POINTS, le=MAX_POINTS, description=(
+        "Downsample each series to at most this many points over the whole range, in one response: the first "
+        "and last points and each step range's minimum and maximum are kept, so spikes survive."))
+
+
+class MetricPoint(BaseModel):
+    name: str
+    step: int
+    epoch: int
+    value: float
+    time: str
+
+
+class MetricsPage(BaseModel):
+    items: list[MetricPoint]
+    next_page_token: str | None
+
+
+class CheckpointOut(BaseModel):
+    epoch: int
+    step: int
+    sha256: str
+    size_bytes: int
+    metrics: dict[str, Any] | None
+    is_best: bool
+    created_at: str
+    download_url: str
+
+
+class CheckpointList(BaseModel):
+    items: list[CheckpointOut]
+
+
+class EventsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    after_id: int | None = Field(None, ge=0, le=MAX_BIGINT, description="Only events after this one.")
+    limit: int = Field(100, ge=1, le=MAX_EVENTS_PAGE)
+
+
+class EventOut(BaseModel):
+    id: int
+    time: str
+    kind: str
+    message: str
+
+
+class EventList(BaseModel):
+    items: list[EventOut]
+    next_after_id: int | None
+
+
+def _checkpoint_ref(value: Any) -> str | int:
+    if type(value) is float and value.is_integer():  # 3.0 is an integer to JSON Schema
+        value = int(value)
+    if value in ("latest", "best") or (type(value) is int and value >= 0):
+        return value
+    raise ValueError(f"must be 'latest', 'best' or an epoch number, got {value!r}")
+
+
+# one message for the field instead of one per member of the union
+CheckpointRef = Annotated[str | int, PlainValidator(
+    _checkpoint_ref, json_schema_input_type=Literal["latest", "best"] | Annotated[int, Field(ge=0)])]
+
+
+class PredictIn(BaseModel):
+    # strict: true, "1" and 1.5-as-text are not numbers here
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    inputs: list[list[float]] = Field(min_length=1, description=(
+        "Rows of raw (unstandardised) features, each as long as the model's input; at most the server's "
+        "max_predict_rows rows (10000 by default)."))
+    checkpoint: CheckpointRef = Field("latest", description=(
+        "'latest', 'best' (the checkpoint marked best, else the latest with early stopping's best parameters), "
+        "or an epoch number."))
+
+
+class PredictCheckpoint(BaseModel):
+    epoch: int
+    step: int
+    sha256: str
+    best_params: bool = Field(description="Whether early stopping's best parameters were used.")
+
+
+class PredictOut(BaseModel):
+    outputs: list[list[float]]
+    labels: list[int] | None = Field(description="Predicted classes (0..k-1) for classification, else null.")
+    checkpoint: PredictCheckpoint
+
+
 class Health(BaseModel):
     status: str
     database: str
@@ -71,3 +286,20 @@ def job_dict(job: Job) -> dict[str, Any]:
             "progress": job.progress, "error": job.error, "result": job.result, "dataset_id": job.dataset_id,
             "spec": job.spec, "created_at": iso(job.created_at), "started_at": iso(job.started_at),
             "finished_at": iso(job.finished_at), "updated_at": iso(job.updated_at)}
+
+
+def dataset_dict(dataset: Dataset) -> dict[str, Any]:
+    return {"id": dataset.id, "name": dataset.name, "owner": dataset.owner.name, "filename": dataset.filename,
+            "format": dataset.format, "size_bytes": dataset.size_bytes, "sha256": dataset.sha256,
+            "n_samples": dataset.n_samples, "n_features": dataset.n_features, "task": dataset.task,
+            "n_classes": dataset.n_classes, "target": dataset.target, "created_at": iso(dataset.created_at)}
+
+
+def checkpoint_dict(checkpoint: Checkpoint, download_url: str) -> dict[str, Any]:
+    return {"epoch": checkpoint.epoch, "step": checkpoint.step, "sha256": checkpoint.sha256,
+            "size_bytes": checkpoint.size_bytes, "metrics": checkpoint.metrics, "is_best": checkpoint.is_best,
+            "created_at": iso(checkpoint.created_at), "download_url": download_url}
+
+
+def event_dict(event: Event) -> dict[str, Any]:
+    return {"id": event.id, "time": iso(event.time), "kind": event.kind, "message": event.message}

@@ -1,7 +1,7 @@
-"""Per-app state (engine, sessions, enqueuer) and the request's database session."""
+"""Per-app state (engine, sessions, enqueuer, model cache) and the request's database session."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app, g
 from sqlalchemy.engine import Engine
@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import Settings
 from ..queue import Enqueuer
+from ..store.predict import ModelCache
 
 
 @dataclass
@@ -17,6 +18,8 @@ class ServiceState:
     engine: Engine
     sessions: sessionmaker[Session]
     enqueuer: Enqueuer
+    #: models loaded for predictions, per process
+    models: ModelCache = field(default_factory=ModelCache)
 
 
 def state() -> ServiceState:

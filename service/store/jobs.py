@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +25,10 @@ from .errors import Conflict, FieldProblem, Invalid, NotFound
 from .models import FINISHED, JOB_STATUSES, Dataset, Event, Job, User, utcnow
 
 MAX_PAGE = 200
+#: ids are 64-bit signed integers on PostgreSQL (and SQLite); larger ones cannot exist
+MAX_ID = 2**63 - 1
+#: how deeply a job spec may nest (a real one nests 4 levels)
+MAX_SPEC_DEPTH = 32
 
 
 def request_hash(body: Any) -> str:
@@ -37,12 +42,15 @@ def add_event(session: Session, job: Job, kind: str, message: str) -> Event:
     return event
 
 
-def _visible(stmt: Any, user: User) -> Any:
-    return stmt if user.is_admin else stmt.where(Job.owner_id == user.id)
+def _visible(stmt: Any, user: User, owner_id: Any = Job.owner_id) -> Any:
+    """``stmt`` limited to rows ``user`` may see; ``owner_id`` is the owning column
+    (jobs by default, ``Dataset.owner_id`` for datasets)."""
+    return stmt if user.is_admin else stmt.where(owner_id == user.id)
 
 
 def get_job(session: Session, user: User, job_id: int) -> Job:
-    job = session.scalar(_visible(select(Job).where(Job.id == job_id), user))
+    # an id no database column can hold names no job (and must not reach the driver)
+    job = session.scalar(_visible(select(Job).where(Job.id == job_id), user)) if 0 < job_id <= MAX_ID else None
     if job is None:
         raise NotFound(f"job {job_id} does not exist")
     return job
@@ -53,19 +61,24 @@ def validate_job_spec(session: Session, user: User, doc: Any, limits: dict[str, 
     """The normalised spec and the uploaded dataset it names (if any), or Invalid
     listing every problem with its path (prefixed ``spec.``)."""
     names = [n for n in DATASET_NAMES if n not in ("csv", "npz")]
+    unsafe, doc = unsafe_json_values(doc)
+    problems = [FieldProblem(_prefix(p.path), p.message) for p in unsafe]
     try:
         spec = validate_spec(doc, limits=limits, dataset_names=names + ["uploaded"])
     except SpecError as exc:
-        raise Invalid("the job spec is not valid",
-                      [FieldProblem(_prefix(p.path), p.message) for p in exc.problems]) from None
+        # a value replaced by unsafe_json_values is reported once, as what it was
+        problems += [FieldProblem(_prefix(p.path), p.message) for p in exc.problems
+                     if not any(_within(p.path, u.path) for u in unsafe)]
+    if problems:
+        raise Invalid("the job spec is not valid", problems)
     dataset = None
     data = spec["data"]
     if data.get("dataset_id") is not None:
         ds_id = data["dataset_id"]
-        if isinstance(ds_id, str) and ds_id.isdigit():
+        if isinstance(ds_id, str) and ds_id.isascii() and ds_id.isdigit() and len(ds_id) <= 19:
             ds_id = int(ds_id)
         dataset = session.scalar(select(Dataset).where(Dataset.id == ds_id, Dataset.owner_id == user.id)) \
-            if isinstance(ds_id, int) else None
+            if isinstance(ds_id, int) and 0 < ds_id <= MAX_ID else None
         if dataset is None:
             raise Invalid("the job spec is not valid",
                           [FieldProblem("spec.data.dataset_id", f"no dataset {ds_id!r} of yours exists; "
@@ -86,10 +99,74 @@ def _prefix(path: str) -> str:
     return "spec" + ("." + path if path else "")
 
 
+def _within(path: str, ancestor: str) -> bool:
+    return path == ancestor or path.startswith((ancestor + ".", ancestor + "["))
+
+
+def _bad_text(s: str) -> str | None:
+    if "\x00" in s:
+        return "must not contain NUL characters"
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (it holds an unpaired surrogate)"
+    return None
+
+
+def unsafe_json_values(doc: Any) -> tuple[list[FieldProblem], Any]:
+    """Values of a client's JSON no column, JSON encoder or numeric code can hold:
+    NaN and infinities (Python's JSON parser accepts them, PostgreSQL's JSON does not),
+    integers beyond 64 bits, text with NUL characters or unpaired surrogates, and
+    nesting deeper than MAX_SPEC_DEPTH. Returns the problems (paths relative to ``doc``)
+    and a copy of ``doc`` with each such value replaced by None, safe to validate."""
+    problems: list[FieldProblem] = []
+
+    def walk(value: Any, path: str, depth: int) -> Any:
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(FieldProblem(path, f"must be a finite number, got {value}"))
+            return None
+        if isinstance(value, int) and not -MAX_ID - 1 <= value <= MAX_ID:
+            problems.append(FieldProblem(path, "is out of range: integers must fit in 64 bits"))
+            return None
+        if isinstance(value, str):
+            bad = _bad_text(value)
+            if bad:
+                problems.append(FieldProblem(path, bad))
+                return None
+            return value
+        if isinstance(value, (dict, list)) and depth >= MAX_SPEC_DEPTH:
+            problems.append(FieldProblem(path, f"nests too deeply (more than {MAX_SPEC_DEPTH} levels)"))
+            return None
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                bad = _bad_text(key) if isinstance(key, str) else None
+                if bad:
+                    problems.append(FieldProblem(path, f"has a field name that {bad}"))
+                    continue
+                out[key] = walk(item, f"{path}.{key}" if path else str(key), depth + 1)
+            return out
+        if isinstance(value, list):
+            return [walk(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
+        return value
+
+    clean = walk(doc, "", 0)
+    return problems, clean
+
+
 def submit_job(session: Session, user: User, spec_doc: Any, priority: int = 0, idempotency_key: str | None = None,
                body: Any = None, limits: dict[str, int] | None = None) -> tuple[Job, bool]:
     """Create a queued job; return (job, created). With an Idempotency-Key seen before,
     the same body returns the original job (created False), another body is Invalid."""
+    if idempotency_key is not None and (not 0 < len(idempotency_key) <= 255 or _bad_text(idempotency_key)):
+        raise Invalid("Idempotency-Key must be 1 to 255 characters of text",
+                      [FieldProblem("Idempotency-Key", "must be 1 to 255 characters of text")])
+    unsafe, _ = unsafe_json_values(body if body is not None else spec_doc)
+    if unsafe:
+        # nothing this body holds can be hashed or stored; report it all (as validation would)
+        validate_job_spec(session, user, spec_doc, limits)
     digest = request_hash(body if body is not None else spec_doc)
     if idempotency_key is not None:
         prior = session.scalar(select(Job).where(Job.owner_id == user.id, Job.idempotency_key == idempotency_key))
@@ -122,7 +199,8 @@ def decode_page_token(token: str) -> int:
     try:
         padded = token + "=" * (-len(token) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))["before"]
-        if not isinstance(value, int) or isinstance(value, bool):
+        # bounded: SQLite cannot bind integers beyond 64 bits
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
             raise ValueError
         return value
     except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError):

@@ -114,6 +114,8 @@ class Dataset(Base):
     target: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    owner: Mapped[User] = relationship()
+
 
 class Job(Base):
     __tablename__ = "jobs"

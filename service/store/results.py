@@ -1,0 +1,236 @@
+"""A job's outputs: metric series, checkpoints and events.
+
+Workers write them (``record_metrics``, ``record_checkpoint``, and ``jobs.add_event``);
+the API reads them with the other functions here, each of which first checks that the
+caller may see the job (``jobs.get_job``: NotFound for other people's jobs).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Row, func, insert, or_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .errors import FieldProblem, Invalid, NotFound
+from .jobs import get_job
+from .models import Checkpoint, Event, Metric, User, utcnow
+
+MAX_METRICS_PAGE = 10_000
+MAX_POINTS = 10_000
+# first, last, and a min and a max per bucket: fewer points cannot keep all four
+MIN_POINTS = 4
+MAX_EVENTS_PAGE = 1000
+MAX_METRIC_NAME = 64
+
+_POINT_COLUMNS = (Metric.id, Metric.name, Metric.step, Metric.epoch, Metric.value, Metric.time)
+
+
+# -- writing (workers) ------------------------------------------------------------------
+
+def record_metrics(session: Session, job_id: int, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Insert metric points ``{"name", "step", "epoch", "value"[, "time"]}`` in one
+    statement and one commit; return how many.
+
+    Values must be finite: SQLite cannot store NaN, and JSON cannot carry it. A
+    diverged loss is reported by failing the job, not as a point.
+    """
+    now = utcnow()
+    values = [_metric_row(i, row, now) for i, row in enumerate(rows)]
+    if not values:
+        return 0
+    for v in values:
+        v["job_id"] = job_id
+    session.execute(insert(Metric), values)
+    session.commit()
+    return len(values)
+
+
+def _metric_row(i: int, row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    name, step, epoch, value = row.get("name"), row.get("step"), row.get("epoch"), row.get("value")
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_METRIC_NAME:
+        raise ValueError(f"metric row {i}: name must be 1 to {MAX_METRIC_NAME} characters, got {name!r}")
+    for key, number in (("step", step), ("epoch", epoch)):
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            raise ValueError(f"metric row {i}: {key} must be an integer >= 0, got {number!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"metric row {i} ({name}): value must be a finite number, got {value!r}")
+    return {"name": name, "step": int(step), "epoch": int(epoch), "value": float(value),
+            "time": row.get("time") or now}
+
+
+def record_checkpoint(session: Session, job_id: int, epoch: int, step: int, path: str | Path, sha256: str,
+                      size_bytes: int, metrics: Mapping[str, Any] | None = None, is_best: bool = False
+                      ) -> Checkpoint:
+    """Insert or replace the checkpoint of ``epoch`` (a resumed job writes the same
+    epoch again); ``is_best`` moves the job's one best mark to this checkpoint."""
+    for _attempt in range(2):
+        row = session.scalar(select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.epoch == epoch))
+        if row is None:
+            row = Checkpoint(job_id=job_id, epoch=epoch)
+            session.add(row)
+        row.step, row.path, row.sha256, row.size_bytes = int(step), str(path), sha256, int(size_bytes)
+        row.metrics = _json_safe(dict(metrics)) if metrics is not None else None
+        row.is_best, row.created_at = bool(is_best), utcnow()
+        try:
+            session.flush()
+        except IntegrityError:
+            # another writer inserted this epoch first: update its row instead
+            session.rollback()
+            continue
+        if is_best:
+            session.execute(update(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.epoch != epoch,
+                                                     Checkpoint.is_best.is_(True)).values(is_best=False))
+        session.commit()
+        return row
+    raise RuntimeError(f"could not record the checkpoint of job {job_id}, epoch {epoch}")
+
+
+def _json_safe(value: Any) -> Any:
+    # JSON has no NaN/inf (PostgreSQL's json type refuses them); numpy scalars are not JSON
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# -- metrics ------------------------------------------------------------------------------
+
+def list_metrics(session: Session, user: User, job_id: int, names: Sequence[str] | None = None,
+                 after_step: int | None = None, before_step: int | None = None, limit: int = 1000,
+                 page_token: str | None = None, max_points: int | None = None
+                 ) -> tuple[list[Row[Any]], str | None]:
+    """Points ordered by (step, name), and the token of the next page (None at the end).
+
+    Points with ``after_step < step < before_step`` of the series ``names`` (default
+    all). The page token is a keyset position, so every point is returned exactly once
+    however the pages are cut, duplicates of a step (a resumed job) included.
+
+    With ``max_points`` each series is instead reduced to at most that many points over
+    the whole range, in one response: its first and last points and, in equal step
+    ranges between them, each range's lowest and highest value, so spikes survive.
+    """
+    get_job(session, user, job_id)
+    where = [Metric.job_id == job_id]
+    if names:
+        where.append(Metric.name.in_(list(names)))
+    if after_step is not None:
+        where.append(Metric.step > after_step)
+    if before_step is not None:
+        where.append(Metric.step < before_step)
+    if max_points is not None:
+        if page_token:
+            raise Invalid("page_token cannot be combined with max_points", [FieldProblem(
+                "page_token", "a downsampled series comes in one response; leave out page_token")])
+        return _downsampled(session, where, max(MIN_POINTS, min(max_points, MAX_POINTS))), None
+    limit = max(1, min(limit, MAX_METRICS_PAGE))
+    stmt = select(*_POINT_COLUMNS).where(*where)
+    if page_token:
+        step, name, point_id = _decode_metrics_token(page_token)
+        stmt = stmt.where(tuple_(Metric.step, Metric.name, Metric.id) > tuple_(step, name, point_id))
+    rows = list(session.execute(stmt.order_by(Metric.step, Metric.name, Metric.id).limit(limit + 1)))
+    token = _encode_metrics_token(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], token
+
+
+def _downsampled(session: Session, where: list[Any], max_points: int) -> list[Row[Any]]:
+    series = session.execute(select(Metric.name, func.count(), func.min(Metric.step), func.max(Metric.step))
+                             .where(*where).group_by(Metric.name)).all()
+    points: list[Row[Any]] = []
+    for name, count, lo, hi in series:
+        one = [*where, Metric.name == name]
+        if count <= max_points:
+            points += session.execute(select(*_POINT_COLUMNS).where(*one)).all()
+            continue
+        first = session.execute(select(*_POINT_COLUMNS).where(*one).order_by(Metric.step, Metric.id)
+                                .limit(1)).one()
+        last = session.execute(select(*_POINT_COLUMNS).where(*one).order_by(Metric.step.desc(), Metric.id.desc())
+                               .limit(1)).one()
+        buckets = (max_points - 2) // 2
+        # integer division on both backends: equal step ranges numbered 0..buckets-1
+        bucket = ((Metric.step - lo) * buckets // (hi - lo + 1)).label("bucket")
+        inner = select(*_POINT_COLUMNS, bucket).where(*one, Metric.id.not_in([first.id, last.id])).subquery()
+        ranked = select(
+            inner,
+            func.row_number().over(partition_by=inner.c.bucket,
+                                   order_by=(inner.c.value, inner.c.step, inner.c.id)).label("low"),
+            func.row_number().over(partition_by=inner.c.bucket,
+                                   order_by=(inner.c.value.desc(), inner.c.step, inner.c.id)).label("high"),
+        ).subquery()
+        cols = [ranked.c[c.key] for c in _POINT_COLUMNS]
+        points += [first, last]
+        points += session.execute(select(*cols).where(or_(ranked.c.low == 1, ranked.c.high == 1))).all()
+    points.sort(key=lambda p: (p.step, p.name, p.id))
+    return points
+
+
+def _encode_metrics_token(row: Row[Any]) -> str:
+    raw = json.dumps({"step": row.step, "name": row.name, "id": row.id}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_metrics_token(token: str) -> tuple[int, str, int]:
+    try:
+        doc = json.loads(base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode()))
+        step, name, point_id = doc["step"], doc["name"], doc["id"]
+        if not (_is_bigint(step) and isinstance(name, str) and _is_bigint(point_id)):
+            raise ValueError
+        return step, name, point_id
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
+        raise Invalid("page_token is not one this server issued",
+                      [FieldProblem("page_token", "invalid page token")]) from None
+
+
+def _is_bigint(value: Any) -> bool:
+    # bounded: SQLite cannot bind integers beyond 64 bits
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+# -- checkpoints ------------------------------------------------------------------------
+
+def list_checkpoints(session: Session, user: User, job_id: int) -> list[Checkpoint]:
+    get_job(session, user, job_id)
+    return list(session.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.epoch)))
+
+
+def get_checkpoint(session: Session, user: User, job_id: int, epoch: int) -> Checkpoint:
+    get_job(session, user, job_id)
+    row = session.scalar(select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.epoch == epoch))
+    if row is None:
+        raise NotFound(f"job {job_id} has no checkpoint of epoch {epoch}")
+    return row
+
+
+def checkpoint_file(checkpoint: Checkpoint) -> Path:
+    """The checkpoint's file; NotFound once retention (or a person) has removed it."""
+    path = Path(checkpoint.path)
+    if not path.is_file():
+        raise NotFound(f"the file of job {checkpoint.job_id}'s checkpoint of epoch {checkpoint.epoch} "
+                       "no longer exists")
+    return path
+
+
+# -- events -----------------------------------------------------------------------------
+
+def list_events(session: Session, user: User, job_id: int, after_id: int | None = None, limit: int = 100
+                ) -> tuple[list[Event], int | None]:
+    """Events in the order they happened (by id), and the ``after_id`` of the next page
+    (None when this page reaches the end; poll with the last id to follow a job)."""
+    get_job(session, user, job_id)
+    limit = max(1, min(limit, MAX_EVENTS_PAGE))
+    stmt = select(Event).where(Event.job_id == job_id)
+    if after_id is not None:
+        stmt = stmt.where(Event.id > after_id)
+    rows = list(session.scalars(stmt.order_by(Event.id).limit(limit + 1)))
+    return rows[:limit], rows[limit - 1].id if len(rows) > limit else None
