@@ -35,4 +35,7 @@ def serve(settings: Settings, host: str, port: int, workers: int = 2, threads: i
     engine.dispose()
     app = create_app(settings)
     _Gunicorn(app, {"bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": "gthread",
-                    "accesslog": "-", "timeout": 60, "graceful_timeout": 10}).run()
+                    "accesslog": "-", "timeout": 60, "graceful_timeout": 10,
+                    # let Flask see long URLs and answer with a documented problem document,
+                    # not gunicorn's HTML "414 URI Too Long"
+                    "limit_request_line": 0}).run()

@@ -149,9 +149,10 @@ def _exists(exc: HTTPException) -> bool:
 
 def _failed_json(exc: HTTPException) -> bool:
     """Whether a 400 is Flask's refusal of the body as JSON (it hides the reason outside debug)."""
-    cause = exc.__cause__
-    return request.is_json or "JSON" in str(getattr(cause, "description", "")) or \
-        (exc.description or "").startswith("Failed to decode JSON")
+    for e in (exc, exc.__cause__):
+        if isinstance(e, HTTPException) and (e.description or "").startswith("Failed to decode JSON"):
+            return True
+    return False
 
 
 def _detail_for(error: HTTPError) -> str | None:
@@ -175,6 +176,19 @@ def problem_responses_in_spec(spec: dict[str, Any]) -> dict[str, Any]:
                 if "application/json" in op["requestBody"].get("content", {}):
                     op.setdefault("responses", {}).setdefault("400", {"description": "The body is not JSON"})
             for code, resp in op.get("responses", {}).items():
-                if str(code).isdigit() and int(code) >= 400:
+                if str(code).isdigit() and int(code) >= 400 and not _declared_content(resp):
                     resp["content"] = {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}
     return spec
+
+
+_GENERIC_ERROR_SCHEMAS = {"#/components/schemas/HTTPError", "#/components/schemas/ValidationError"}
+
+
+def _declared_content(response: dict[str, Any]) -> bool:
+    """Whether a view documented this error response's body itself (``@bp.doc(responses={503:
+    {"content": ...}})``), rather than APIFlask filling in its generic error schema."""
+    for media in (response.get("content") or {}).values():
+        schema = media.get("schema") if isinstance(media, dict) else None
+        if schema and schema != PROBLEM_SCHEMA and schema.get("$ref") not in _GENERIC_ERROR_SCHEMAS:
+            return True
+    return False

@@ -14,8 +14,10 @@ bp = APIBlueprint("health", __name__, tag="Health")
 
 @bp.get("/health")
 @bp.output(Health, description="Both reachable.")
-@bp.doc(summary="Health of the database and the broker", responses={200: "Both reachable",
-                                                                     503: "One of them is not"})
+@bp.doc(summary="Health of the database and the broker",
+        responses={200: "Both reachable",
+                   503: {"description": "One of them is not (the same body, saying which)",
+                         "content": {"application/json": {"schema": Health.model_json_schema()}}}})
 def health() -> Any:
     try:
         db().execute(text("SELECT 1"))

@@ -41,7 +41,13 @@ def _json_body_limit() -> None:
         description="Send an `Idempotency-Key` header (1 to 255 characters) to make retries safe: the same key "
                     "with the same body returns the original job (header `Idempotent-Replayed: true`), with "
                     "another body a 422.",
-        responses={201: "The job, queued", 400: "The body is not JSON", 401: "No valid token",
+        responses={201: {"description": "The job, queued (or, for a replayed Idempotency-Key, the original one)",
+                         "headers": {"Location": {"description": "The job's URL", "required": True,
+                                                  "schema": {"type": "string"}},
+                                     "Idempotent-Replayed": {"description": "\"true\" when this is the original "
+                                                             "job of a replayed Idempotency-Key",
+                                                             "schema": {"type": "string", "enum": ["true"]}}}},
+                   400: "The body is not JSON", 401: "No valid token",
                    409: "The same Idempotency-Key is being processed", 413: "The body is too large",
                    422: "Invalid job (every problem with its JSON path)"})
 def submit(json_data: Any) -> Any:

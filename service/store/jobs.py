@@ -63,12 +63,19 @@ def validate_job_spec(session: Session, user: User, doc: Any, limits: dict[str, 
     names = [n for n in DATASET_NAMES if n not in ("csv", "npz")]
     unsafe, doc = unsafe_json_values(doc)
     problems = [FieldProblem(_prefix(p.path), p.message) for p in unsafe]
+    reported = [p.path for p in unsafe]
+    data_doc = doc.get("data") if isinstance(doc, dict) else None
+    if isinstance(data_doc, dict) and (data_doc.get("dataset") in ("csv", "npz") or "path" in data_doc):
+        # the server never reads files named by a client (reported with the rest, not instead)
+        problems.append(FieldProblem("spec.data.path", "files on the server cannot be named in a job; upload the "
+                                                       "data with POST /api/v1/datasets and use data.dataset_id"))
+        reported.append("data.path")
     try:
-        spec = validate_spec(doc, limits=limits, dataset_names=names + ["uploaded"])
+        spec = validate_spec(doc, limits=limits, dataset_names=names)
     except SpecError as exc:
-        # a value replaced by unsafe_json_values is reported once, as what it was
+        # each value reported above is reported once, as what it was
         problems += [FieldProblem(_prefix(p.path), p.message) for p in exc.problems
-                     if not any(_within(p.path, u.path) for u in unsafe)]
+                     if not any(_within(p.path, r) for r in reported)]
     if problems:
         raise Invalid("the job spec is not valid", problems)
     dataset = None
@@ -87,11 +94,6 @@ def validate_job_spec(session: Session, user: User, doc: Any, limits: dict[str, 
         if n_in is not None and n_in != dataset.n_features:
             raise Invalid("the job spec is not valid", [FieldProblem(
                 "spec.model.input_dim", f"is {n_in} but dataset {dataset.id} has {dataset.n_features} features")])
-    elif data.get("dataset") in ("csv", "npz") or data.get("path") is not None:
-        # the server never reads arbitrary paths named by a client
-        raise Invalid("the job spec is not valid", [FieldProblem(
-            "spec.data.path", "files on the server cannot be named in a job; upload the data with "
-                              "POST /api/v1/datasets and use data.dataset_id")])
     return spec, dataset
 
 
@@ -165,8 +167,9 @@ def submit_job(session: Session, user: User, spec_doc: Any, priority: int = 0, i
                       [FieldProblem("Idempotency-Key", "must be 1 to 255 characters of text")])
     unsafe, _ = unsafe_json_values(body if body is not None else spec_doc)
     if unsafe:
-        # nothing this body holds can be hashed or stored; report it all (as validation would)
+        # such a body can be neither hashed nor stored: report it with every other problem
         validate_job_spec(session, user, spec_doc, limits)
+        raise Invalid("the request holds values that cannot be stored", unsafe)
     digest = request_hash(body if body is not None else spec_doc)
     if idempotency_key is not None:
         prior = session.scalar(select(Job).where(Job.owner_id == user.id, Job.idempotency_key == idempotency_key))

@@ -206,6 +206,9 @@ def list_checkpoints(session: Session, user: User, job_id: int) -> list[Checkpoi
 
 def get_checkpoint(session: Session, user: User, job_id: int, epoch: int) -> Checkpoint:
     get_job(session, user, job_id)
+    if not 0 <= epoch <= 2**31 - 1:
+        # epochs are INTEGER columns: a larger number names nothing (PostgreSQL would refuse to bind it)
+        raise NotFound(f"job {job_id} has no checkpoint of epoch {epoch}")
     row = session.scalar(select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.epoch == epoch))
     if row is None:
         raise NotFound(f"job {job_id} has no checkpoint of epoch {epoch}")
