@@ -16,18 +16,16 @@ Usage:  python bench/api.py [--requests 1000] [--threads 2] [--seconds 30] [--on
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,41 +33,12 @@ sys.path.insert(0, str(ROOT))
 
 from tests.conftest import (  # noqa: E402  (the fixtures' own server helpers)
     ApiServer,
-    _as_postgres,
-    _pg_tool,
-    free_port,
     start_api_server,
     stop_api_server,
+    throwaway_postgres,
 )
 
 XOR = json.loads((ROOT / "examples/xor.json").read_text())
-
-
-@contextlib.contextmanager
-def postgres() -> Iterator[str]:
-    """A PostgreSQL server URL, like the ``postgres_url`` fixture."""
-    given = os.environ.get("TRAINYARD_TEST_POSTGRES_URL")
-    if given:
-        yield given
-        return
-    base = Path(tempfile.mkdtemp(prefix="typg-bench-"))
-    data, sock = base / "data", base / "sock"
-    sock.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-        shutil.chown(sock, "postgres")
-    port = free_port()
-    subprocess.run(_as_postgres([_pg_tool("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"]),
-                   check=True, capture_output=True)
-    subprocess.run(_as_postgres([_pg_tool("pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"), "-o",
-                                 f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start"]),
-                   check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(_as_postgres([_pg_tool("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-                       capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def drive(server: ApiServer, threads: int, total: int, seconds: float,
@@ -155,7 +124,7 @@ def main() -> None:
     rows = []
     for kind in kinds:
         if kind == "postgresql":
-            with postgres() as url:
+            with throwaway_postgres() as url:
                 rows += bench_backend(kind, url, args)
         else:
             rows += bench_backend(kind, None, args)

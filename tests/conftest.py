@@ -7,6 +7,7 @@ an administrator.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -47,9 +48,10 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL server URL (superuser, database 'postgres')."""
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """A PostgreSQL server URL (superuser, database 'postgres'): TRAINYARD_TEST_POSTGRES_URL
+    if set, else a new cluster in a temporary folder, stopped and removed afterwards."""
     given = os.environ.get("TRAINYARD_TEST_POSTGRES_URL")
     if given:
         yield given
@@ -72,6 +74,13 @@ def postgres_url() -> Iterator[str]:
         subprocess.run(_as_postgres([_pg_tool("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
                        capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server URL for the whole test session."""
+    with throwaway_postgres() as url:
+        yield url
 
 
 def fresh_database(kind: str, tmp: Path, postgres_url: str | None) -> str:
