@@ -143,11 +143,16 @@ class Checkpointer(Callback):
     (the spec, the standardiser, ...)."""
 
     def __init__(self, directory: str | os.PathLike, every: int = 1, keep_last: int = 0,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None,
+                 on_save: Callable[[Trainer, int, Path, str], None] | None = None,
+                 on_delete: Callable[[int, Path], None] | None = None, keep: Callable[[int], bool] | None = None
+                 ) -> None:
         self.directory = Path(directory)
         self.every = check_number("checkpoint_every", every, low=0, integer=True)
         self.keep_last = check_number("keep_last", keep_last, low=0, integer=True)
         self.extra = dict(extra or {})
+        # hooks for whoever records checkpoints elsewhere (the service's SQL rows)
+        self.on_save, self.on_delete, self.keep = on_save, on_delete, keep
         self.written: list[tuple[int, Path, str]] = []  # (epoch, path, sha256)
 
     def save(self, trainer: Trainer) -> Path:
@@ -156,10 +161,19 @@ class Checkpointer(Callback):
             return path
         digest = save_checkpoint(path, {**trainer.state_dict(), **self.extra})
         self.written.append((trainer.epoch, path, digest))
+        if self.on_save is not None:
+            self.on_save(trainer, trainer.epoch, path, digest)
         if self.keep_last:
-            while len(self.written) > self.keep_last:
-                _, old, _ = self.written.pop(0)
-                old.unlink(missing_ok=True)
+            # the newest keep_last files stay, and any older one ``keep`` says to keep (the best)
+            old = self.written[:-self.keep_last]
+            for item in old:
+                epoch, old_path, _ = item
+                if self.keep is not None and self.keep(epoch):
+                    continue
+                self.written.remove(item)
+                old_path.unlink(missing_ok=True)
+                if self.on_delete is not None:
+                    self.on_delete(epoch, old_path)
         return path
 
     @property

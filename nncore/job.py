@@ -39,7 +39,8 @@ class PreparedData:
     name: str
 
 
-def prepare_data(spec: dict[str, Any], dataset: Dataset | None = None, path: str | None = None) -> PreparedData:
+def prepare_data(spec: dict[str, Any], dataset: Dataset | None = None, path: str | None = None,
+                 target: int | str | None = None) -> PreparedData:
     """Load the spec's dataset (or use ``dataset``), split, standardise, encode targets.
 
     ``path`` overrides ``data.path`` (the service resolves an uploaded dataset's id to
@@ -55,7 +56,8 @@ def prepare_data(spec: dict[str, Any], dataset: Dataset | None = None, path: str
                 raise ValueError("data.dataset_id names an uploaded dataset, but no file was resolved for it")
             name = "npz" if str(file_path).endswith(".npz") else "csv"
         if name in ("csv", "npz"):
-            kwargs = {"path": file_path, "target": d.get("target")}
+            # the spec's target wins; else the one recorded with an uploaded dataset
+            kwargs = {"path": file_path, "target": d.get("target", target)}
         else:
             kwargs = {"n_samples": d.get("n_samples"), "noise": d.get("noise"), "seed": spec["seed"]}
             kwargs = {k: v for k, v in kwargs.items() if v is not None}
@@ -118,15 +120,17 @@ class Job:
 
     def __init__(self, spec: dict[str, Any], out_dir: str | Path | None = None, callbacks: Iterable[Callback] = (),
                  reducer: Reducer | None = None, dataset: Dataset | None = None, data_path: str | None = None,
-                 keep_last: int | None = None) -> None:
+                 keep_last: int | None = None, checkpoint_hooks: dict[str, Any] | None = None,
+                 data_target: int | str | None = None) -> None:
         self.spec = validate_spec(spec)
-        self.data = prepare_data(self.spec, dataset, data_path)
+        self.data = prepare_data(self.spec, dataset, data_path, data_target)
         self.net = build_network(self.spec, self.data.n_features)
         callbacks = list(callbacks)
         self.checkpointer: Checkpointer | None = None
         if out_dir is not None and (reducer is None or reducer.rank == 0):
             keep = self.spec["retention"]["keep_last"] if keep_last is None else keep_last
-            self.checkpointer = Checkpointer(out_dir, self.spec["checkpoint_every"], keep, self.checkpoint_extra())
+            self.checkpointer = Checkpointer(out_dir, self.spec["checkpoint_every"], keep, self.checkpoint_extra(),
+                                             **(checkpoint_hooks or {}))
             callbacks.append(self.checkpointer)
         self.trainer = build_trainer(self.spec, self.net, self.data.task, callbacks, reducer)
         ws = self.trainer.reducer.world_size

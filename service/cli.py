@@ -264,6 +264,42 @@ def api(host: str, port: int, workers: int, database_url: str | None, broker_url
     serve(settings, host, port, workers)
 
 
+@main.command()
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Jobs trained at once on this worker (each uses its own process).")
+@click.option("--queues", default="jobs", show_default=True, help="Comma-separated queues to consume.")
+@_db_option
+@click.option("--broker-url", envvar="TRAINYARD_BROKER_URL", help="Celery broker [env TRAINYARD_BROKER_URL].")
+@click.option("--artifact-dir", envvar="TRAINYARD_ARTIFACT_DIR", type=click.Path(file_okay=False, path_type=Path),
+              help="Checkpoints and datasets [env TRAINYARD_ARTIFACT_DIR].")
+@click.option("--loglevel", default="info", show_default=True)
+def worker(concurrency: int, queues: str, database_url: str | None, broker_url: str | None,
+           artifact_dir: Path | None, loglevel: str) -> None:
+    """Run a Celery worker that trains submitted jobs (and the reaper that recovers
+    jobs of dead workers)."""
+    import os
+
+    # the Celery app reads its settings from the environment when it is imported
+    for var, value in (("TRAINYARD_DATABASE_URL", database_url), ("TRAINYARD_BROKER_URL", broker_url),
+                       ("TRAINYARD_ARTIFACT_DIR", str(artifact_dir) if artifact_dir else None)):
+        if value:
+            os.environ[var] = value
+    from worker.celery_app import celery
+    from worker.reaper import Reaper
+
+    from .store.migrate import upgrade
+
+    settings = celery.trainyard_settings
+    upgrade(settings.database_url)
+    reaper = Reaper(settings)
+    reaper.start()
+    try:
+        celery.worker_main(["worker", f"--concurrency={concurrency}", f"--queues={queues}",
+                            f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"])
+    finally:
+        reaper.stop()
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 

@@ -1,0 +1,303 @@
+"""Running one job: claim it with a lease, train it, write results back, end it.
+
+A job is claimed with one atomic UPDATE (queued, or running with an expired lease);
+a second delivery of a job whose lease is live is dropped. A heartbeat thread renews
+the lease and reads the cancel flag. Training is nncore's Job, resumed from the
+job's latest checkpoint if it has one (a worker died before), with callbacks that
+batch metrics into SQL, record checkpoints and progress, and stop on cancel. A
+failed attempt is retried from the last checkpoint up to ``max_restarts`` times.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from nncore.callbacks import Callback, StepLog
+from nncore.job import Job as TrainJob
+from nncore.job import summarize
+from service.config import Settings
+from service.queue import Enqueuer
+from service.store.datasets import parse_target
+from service.store.db import make_engine, make_sessionmaker
+from service.store.jobs import add_event, job_artifact_dir
+from service.store.models import Checkpoint, Dataset, Job, utcnow
+from service.store.results import record_checkpoint, record_metrics
+
+log = logging.getLogger(__name__)
+
+LEASE_S = float(os.environ.get("TRAINYARD_LEASE_S", "30"))
+HEARTBEAT_S = LEASE_S / 3
+METRIC_FLUSH_S = 0.5
+METRIC_FLUSH_ROWS = 2000
+
+_engines: dict[str, tuple[Engine, sessionmaker[Session]]] = {}
+
+
+def reset_engines() -> None:
+    """Forget engines inherited through fork (called in each new pool child)."""
+    for engine, _ in _engines.values():
+        engine.dispose(close=False)
+    _engines.clear()
+
+
+def sessions_for(url: str) -> sessionmaker[Session]:
+    if url not in _engines:
+        engine = make_engine(url, pool_pre_ping=True)
+        _engines[url] = (engine, make_sessionmaker(engine))
+    return _engines[url][1]
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# -- the lease -----------------------------------------------------------------------------
+
+def claim(session: Session, job_id: int, worker: str, lease_s: float = LEASE_S) -> Job | None:
+    """Atomically take the job if it is queued, or running with an expired lease."""
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.cancel_requested.is_(False),
+               or_(Job.status == "queued", and_(Job.status == "running", Job.lease_expires_at < now)))
+        .values(status="running", lease_owner=worker, lease_expires_at=now + timedelta(seconds=lease_s),
+                attempts=Job.attempts + 1, started_at=func.coalesce(Job.started_at, now), updated_at=now)
+        .execution_options(synchronize_session=False))
+    session.commit()
+    if result.rowcount != 1:
+        return None
+    return session.get(Job, job_id, populate_existing=True)
+
+
+class Heartbeat(threading.Thread):
+    """Renews the lease every HEARTBEAT_S and watches the cancel flag; if the lease was
+    taken over (we were presumed dead), training must stop."""
+
+    def __init__(self, sessions: sessionmaker[Session], job_id: int, worker: str) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{job_id}")
+        self.sessions, self.job_id, self.worker = sessions, job_id, worker
+        self.cancel = threading.Event()
+        self.lost = threading.Event()
+        self._halt = threading.Event()
+
+    def beat(self) -> None:
+        with self.sessions() as s:
+            res = s.execute(update(Job).where(Job.id == self.job_id, Job.lease_owner == self.worker,
+                                              Job.status == "running")
+                            .values(lease_expires_at=utcnow() + timedelta(seconds=LEASE_S))
+                            .execution_options(synchronize_session=False))
+            cancel = s.scalar(select(Job.cancel_requested).where(Job.id == self.job_id))
+            s.commit()
+        if res.rowcount != 1:
+            self.lost.set()
+        if cancel:
+            self.cancel.set()
+
+    def run(self) -> None:
+        while not self._halt.wait(HEARTBEAT_S):
+            try:
+                self.beat()
+            except Exception:  # a database hiccup: try again at the next beat
+                log.exception("heartbeat of job %s failed", self.job_id)
+
+    def stop(self) -> None:
+        self._halt.set()
+
+
+# -- what training reports back ------------------------------------------------------------------
+
+class Reporter(Callback):
+    """Step and epoch metrics in batched inserts, progress on the job row, and the
+    stop signals (cancel, lost lease) between steps."""
+
+    wants_grad_norm = True
+
+    def __init__(self, sessions: sessionmaker[Session], job_id: int, heartbeat: Heartbeat, epochs: int,
+                 steps_per_epoch: int) -> None:
+        self.sessions, self.job_id, self.hb = sessions, job_id, heartbeat
+        self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
+        self.rows: list[dict[str, Any]] = []
+        self._last_flush = time.monotonic()
+        self._last_step_t = time.monotonic()
+        self._started = time.monotonic()
+        self._first_epoch: int | None = None
+
+    def on_step(self, trainer: Any, log_: StepLog) -> None:
+        now = time.monotonic()
+        dt, self._last_step_t = now - self._last_step_t, now
+        for name, value in (("loss", log_.loss), ("lr", log_.lr), ("grad_norm", log_.grad_norm),
+                            ("samples_per_s", log_.samples / dt if dt > 0 else math.nan)):
+            if math.isfinite(value):
+                self.rows.append({"name": name, "step": log_.step, "epoch": log_.epoch + 1, "value": float(value)})
+        if len(self.rows) >= METRIC_FLUSH_ROWS or now - self._last_flush > METRIC_FLUSH_S:
+            self.flush(progress=(log_.epoch, log_.step))
+
+    def on_epoch(self, trainer: Any, logs: dict[str, float]) -> None:
+        epoch, step = int(logs["epoch"]), int(logs["step"])
+        for name, value in logs.items():
+            if name in ("epoch", "step", "time") or not isinstance(value, (int, float)) or not math.isfinite(value):
+                continue
+            self.rows.append({"name": f"epoch_{name}" if name in ("lr", "samples_per_s") else name,
+                              "step": step, "epoch": epoch, "value": float(value)})
+        self.flush(progress=(epoch, step))
+
+    def flush(self, progress: tuple[int, int] | None = None) -> None:
+        with self.sessions() as s:
+            if self.rows:
+                record_metrics(s, self.job_id, self.rows)
+                self.rows = []
+            if progress is not None:
+                epoch, step = progress
+                if self._first_epoch is None:
+                    self._first_epoch = epoch
+                elapsed = time.monotonic() - self._started
+                done = (epoch - self._first_epoch) / max(1, self.epochs - self._first_epoch)
+                eta = elapsed / done - elapsed if done > 0 else None
+                s.execute(update(Job).where(Job.id == self.job_id).values(
+                    progress={"epoch": epoch, "step": step, "epochs": self.epochs,
+                              "steps_per_epoch": self.steps_per_epoch,
+                              "eta_s": round(eta, 1) if eta is not None else None},
+                    updated_at=utcnow()).execution_options(synchronize_session=False))
+                s.commit()
+        self._last_flush = time.monotonic()
+
+    def should_stop(self, trainer: Any) -> str | None:
+        if self.hb.cancel.is_set():
+            return "cancelled"
+        if self.hb.lost.is_set():
+            return "lease lost"
+        return None
+
+
+def _checkpoint_hooks(sessions: sessionmaker[Session], job_id: int, best_metric: str | None,
+                      keep_best: bool) -> dict[str, Any]:
+    best = {"epoch": None, "value": math.inf}
+    mode_max = bool(best_metric) and any(k in best_metric for k in ("accuracy", "r2"))
+
+    def on_save(trainer: Any, epoch: int, path: Path, digest: str) -> None:
+        metrics = dict(trainer.history[-1]) if trainer.history else {}
+        value = metrics.get(best_metric) if best_metric else None
+        is_best = False
+        if value is not None and math.isfinite(value):
+            key = -value if mode_max else value
+            if key < best["value"]:
+                best["value"], best["epoch"], is_best = key, epoch, True
+        with sessions() as s:
+            record_checkpoint(s, job_id, epoch, trainer.step, str(path), digest, path.stat().st_size,
+                              {k: v for k, v in metrics.items() if isinstance(v, (int, float))}, is_best)
+
+    def on_delete(epoch: int, path: Path) -> None:
+        with sessions() as s:
+            row = s.scalar(select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.epoch == epoch))
+            if row is not None:
+                s.delete(row)
+                s.commit()
+
+    def keep(epoch: int) -> bool:
+        return keep_best and epoch == best["epoch"]
+
+    return {"on_save": on_save, "on_delete": on_delete, "keep": keep}
+
+
+# -- one attempt ---------------------------------------------------------------------------------
+
+def run_job(job_id: int, settings: Settings, worker: str) -> str:
+    """Run job ``job_id`` if this worker can claim it; return what happened (for logs)."""
+    sessions = sessions_for(settings.database_url)
+    with sessions() as s:
+        job = claim(s, job_id, worker)
+        if job is None:
+            current = s.get(Job, job_id)
+            why = "no such job" if current is None else (
+                f"status {current.status}, lease held by {current.lease_owner} until {current.lease_expires_at}")
+            log.info("dropped a delivery of job %s: %s", job_id, why)
+            return f"dropped ({why})"
+        add_event(s, job, "state", f"running (attempt {job.attempts}) on {worker}")
+        s.commit()
+        spec, attempts, max_restarts = job.spec, job.attempts, job.max_restarts
+        dataset = s.get(Dataset, job.dataset_id) if job.dataset_id else None
+        data_path = dataset.path if dataset else None
+        data_target = parse_target(dataset.target) if dataset and dataset.target else None
+        latest = s.scalar(select(Checkpoint).where(Checkpoint.job_id == job_id)
+                          .order_by(Checkpoint.epoch.desc()).limit(1))
+        resume_path = latest.path if latest is not None and Path(latest.path).is_file() else None
+
+    hb = Heartbeat(sessions, job_id, worker)
+    hb.start()
+    started = time.monotonic()
+    try:
+        out_dir = job_artifact_dir(settings.artifact_dir, job_id) / "checkpoints"
+        retention = spec.get("retention") or {}
+        best_metric = retention.get("best_metric") or (spec.get("early_stopping") or {}).get("monitor") or (
+            "val_loss" if spec["data"].get("validation_split") else "loss")
+        hooks = _checkpoint_hooks(sessions, job_id, best_metric, retention.get("keep_best", True))
+        train = TrainJob(spec, out_dir=out_dir, data_path=data_path, data_target=data_target,
+                         checkpoint_hooks=hooks)
+        if spec["distributed"]["world_size"] > 1:
+            raise NotImplementedError("data-parallel jobs (world_size > 1) do not run on workers yet")
+        reporter = Reporter(sessions, job_id, hb, spec["epochs"], len(train.trainer.batch_plan(train.data.train.n)))
+        train.trainer.callbacks.insert(0, reporter)
+        if resume_path is not None:
+            train.resume(resume_path)
+            with sessions() as s:
+                add_event(s, s.get(Job, job_id), "log", f"resumed from {Path(resume_path).name} "
+                                                        f"(epoch {train.trainer.epoch})")
+                s.commit()
+        result = train.run()
+        reporter.flush()
+        summary = summarize(train, result, time.monotonic() - started)
+    except Exception as exc:
+        hb.stop()
+        return _attempt_failed(sessions, settings, job_id, worker, attempts, max_restarts, exc)
+    hb.stop()
+    if result.status == "stopped" and result.reason == "lease lost":
+        log.warning("job %s: lease lost, another worker took it over; stopping quietly", job_id)
+        return "lease lost"
+    if result.status == "stopped" and result.reason == "cancelled":
+        status, error = "cancelled", None
+    elif result.status in ("completed", "early_stopped"):
+        status, error = "succeeded", None
+    else:
+        status, error = "failed", result.reason
+    _finish(sessions, job_id, worker, status, error, summary)
+    return status
+
+
+def _finish(sessions: sessionmaker[Session], job_id: int, worker: str, status: str, error: str | None,
+            summary: dict[str, Any] | None) -> None:
+    with sessions() as s:
+        job = s.get(Job, job_id)
+        job.status, job.error, job.result = status, error, summary
+        job.finished_at, job.lease_owner, job.lease_expires_at = utcnow(), None, None
+        add_event(s, job, "state", status + (f": {error}" if error else ""))
+        s.commit()
+
+
+def _attempt_failed(sessions: sessionmaker[Session], settings: Settings, job_id: int, worker: str,
+                    attempts: int, max_restarts: int, exc: Exception) -> str:
+    reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (ValueError, NotImplementedError)) else str(exc)
+    log.exception("job %s attempt %s failed", job_id, attempts)
+    permanent = isinstance(exc, (ValueError, NotImplementedError, FileNotFoundError))
+    if permanent or attempts > max_restarts:
+        _finish(sessions, job_id, worker, "failed", reason, None)
+        return "failed"
+    with sessions() as s:
+        job = s.get(Job, job_id)
+        job.status, job.lease_owner, job.lease_expires_at, job.enqueued_at = "queued", None, None, None
+        add_event(s, job, "error", f"attempt {attempts} failed ({reason}); retrying from the last checkpoint")
+        s.commit()
+        from service.queue import enqueue
+
+        enqueue(s, Enqueuer(settings.broker_url, settings.broker_timeout_s), job)
+    return "retrying"
