@@ -145,14 +145,19 @@ class Checkpointer(Callback):
     def __init__(self, directory: str | os.PathLike, every: int = 1, keep_last: int = 0,
                  extra: dict[str, Any] | None = None,
                  on_save: Callable[[Trainer, int, Path, str], None] | None = None,
-                 on_delete: Callable[[int, Path], None] | None = None, keep: Callable[[int], bool] | None = None
-                 ) -> None:
+                 on_delete: Callable[[int, Path], None] | None = None, best_metric: str | None = None,
+                 keep_best: bool = True) -> None:
         self.directory = Path(directory)
         self.every = check_number("checkpoint_every", every, low=0, integer=True)
         self.keep_last = check_number("keep_last", keep_last, low=0, integer=True)
         self.extra = dict(extra or {})
         # hooks for whoever records checkpoints elsewhere (the service's SQL rows)
-        self.on_save, self.on_delete, self.keep = on_save, on_delete, keep
+        self.on_save, self.on_delete = on_save, on_delete
+        # the best checkpoint by ``best_metric`` survives retention when keep_best
+        self.best_metric, self.keep_best = best_metric, keep_best
+        self.best_epoch: int | None = None
+        self._best_value = math.inf
+        self.last_is_best = False
         self.written: list[tuple[int, Path, str]] = []  # (epoch, path, sha256)
 
     def save(self, trainer: Trainer) -> Path:
@@ -161,14 +166,20 @@ class Checkpointer(Callback):
             return path
         digest = save_checkpoint(path, {**trainer.state_dict(), **self.extra})
         self.written.append((trainer.epoch, path, digest))
+        self.last_is_best = False
+        value = trainer.history[-1].get(self.best_metric) if (self.best_metric and trainer.history) else None
+        if value is not None and math.isfinite(value):
+            key = -value if any(k in self.best_metric for k in ("accuracy", "r2")) else value
+            if key < self._best_value:
+                self._best_value, self.best_epoch, self.last_is_best = key, trainer.epoch, True
         if self.on_save is not None:
             self.on_save(trainer, trainer.epoch, path, digest)
         if self.keep_last:
-            # the newest keep_last files stay, and any older one ``keep`` says to keep (the best)
+            # the newest keep_last files stay, and the best one when keep_best
             old = self.written[:-self.keep_last]
             for item in old:
                 epoch, old_path, _ = item
-                if self.keep is not None and self.keep(epoch):
+                if self.keep_best and epoch == self.best_epoch:
                     continue
                 self.written.remove(item)
                 old_path.unlink(missing_ok=True)

@@ -87,6 +87,8 @@ def rank_main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out")
     ap.add_argument("--resume")
     ap.add_argument("--steps", action="store_true", help="emit a step event per update")
+    ap.add_argument("--data-path", help="the file of an uploaded dataset the spec names by id")
+    ap.add_argument("--target", help="its target column (name, or index as digits)")
     args = ap.parse_args(argv)
     reducer = MPIReducer()
     rank = reducer.rank
@@ -102,7 +104,9 @@ def _run_rank(args: argparse.Namespace, reducer: MPIReducer, rank: int) -> None:
     try:
         spec = validate_spec(json.loads(Path(args.spec).read_text()))
         emitter = [EventEmitter(_emit, steps=args.steps)] if rank == 0 else []
-        job = Job(spec, out_dir=args.out, callbacks=emitter, reducer=reducer)
+        target = int(args.target) if args.target and args.target.isdigit() else args.target
+        job = Job(spec, out_dir=args.out, callbacks=emitter, reducer=reducer, data_path=args.data_path,
+                  data_target=target, checkpoint_hooks=_checkpoint_events() if rank == 0 else None)
         if args.resume:
             job.resume(args.resume)
         # every rank starts from rank 0's parameters, whatever their own initialisation
@@ -116,6 +120,20 @@ def _run_rank(args: argparse.Namespace, reducer: MPIReducer, rank: int) -> None:
     except (SpecError, ValueError, FileNotFoundError, KeyError) as exc:
         _emit({"event": "error", "rank": rank, "message": str(exc)})
         reducer.abort(2)
+
+
+def _checkpoint_events() -> dict[str, Any]:
+    """Rank 0 tells the launcher about every checkpoint written and deleted."""
+    def on_save(trainer: Any, epoch: int, path: Path, digest: str) -> None:
+        best = next((cb for cb in trainer.callbacks if hasattr(cb, "last_is_best")), None)
+        _emit({"event": "checkpoint", "epoch": epoch, "step": trainer.step, "path": str(path), "sha256": digest,
+               "metrics": trainer.history[-1] if trainer.history else {},
+               "is_best": bool(best and best.last_is_best)})
+
+    def on_delete(epoch: int, path: Path) -> None:
+        _emit({"event": "checkpoint_deleted", "epoch": epoch, "path": str(path)})
+
+    return {"on_save": on_save, "on_delete": on_delete}
 
 
 @contextlib.contextmanager

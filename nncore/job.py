@@ -103,6 +103,16 @@ def build_trainer(spec: dict[str, Any], net: Network, task: str, callbacks: Iter
         max_runtime_s=max_runtime_s if max_runtime_s is not None else spec.get("max_runtime_s"))
 
 
+def best_checkpoint_options(spec: dict[str, Any]) -> dict[str, Any]:
+    """Which metric picks the best checkpoint (kept through retention): the spec's
+    retention.best_metric, else what early stopping monitors, else the validation loss
+    (or the training loss without a validation split)."""
+    retention = spec.get("retention") or {}
+    best = retention.get("best_metric") or (spec.get("early_stopping") or {}).get("monitor") or (
+        "val_loss" if spec["data"].get("validation_split") else "loss")
+    return {"best_metric": best, "keep_best": retention.get("keep_best", True)}
+
+
 class Job:
     """Everything a spec describes, built and ready to ``run``.
 
@@ -130,7 +140,7 @@ class Job:
         if out_dir is not None and (reducer is None or reducer.rank == 0):
             keep = self.spec["retention"]["keep_last"] if keep_last is None else keep_last
             self.checkpointer = Checkpointer(out_dir, self.spec["checkpoint_every"], keep, self.checkpoint_extra(),
-                                             **(checkpoint_hooks or {}))
+                                             **{**best_checkpoint_options(self.spec), **(checkpoint_hooks or {})})
             callbacks.append(self.checkpointer)
         self.trainer = build_trainer(self.spec, self.net, self.data.task, callbacks, reducer)
         ws = self.trainer.reducer.world_size

@@ -180,34 +180,41 @@ class Reporter(Callback):
         return None
 
 
-def _checkpoint_hooks(sessions: sessionmaker[Session], job_id: int, best_metric: str | None,
-                      keep_best: bool) -> dict[str, Any]:
-    best = {"epoch": None, "value": math.inf}
-    mode_max = bool(best_metric) and any(k in best_metric for k in ("accuracy", "r2"))
+def _checkpoint_recorder(sessions: sessionmaker[Session], job_id: int) -> dict[str, Any]:
+    """Hooks that mirror the checkpointer's files as rows (and drop rows with files)."""
 
     def on_save(trainer: Any, epoch: int, path: Path, digest: str) -> None:
+        ckpt = trainer_checkpointer(trainer)
         metrics = dict(trainer.history[-1]) if trainer.history else {}
-        value = metrics.get(best_metric) if best_metric else None
-        is_best = False
-        if value is not None and math.isfinite(value):
-            key = -value if mode_max else value
-            if key < best["value"]:
-                best["value"], best["epoch"], is_best = key, epoch, True
-        with sessions() as s:
-            record_checkpoint(s, job_id, epoch, trainer.step, str(path), digest, path.stat().st_size,
-                              {k: v for k, v in metrics.items() if isinstance(v, (int, float))}, is_best)
+        save_checkpoint_row(sessions, job_id, epoch, trainer.step, path, digest, metrics,
+                            bool(ckpt and ckpt.last_is_best))
 
     def on_delete(epoch: int, path: Path) -> None:
-        with sessions() as s:
-            row = s.scalar(select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.epoch == epoch))
-            if row is not None:
-                s.delete(row)
-                s.commit()
+        delete_checkpoint_row(sessions, job_id, epoch)
 
-    def keep(epoch: int) -> bool:
-        return keep_best and epoch == best["epoch"]
+    return {"on_save": on_save, "on_delete": on_delete}
 
-    return {"on_save": on_save, "on_delete": on_delete, "keep": keep}
+
+def trainer_checkpointer(trainer: Any) -> Any:
+    from nncore.callbacks import Checkpointer
+
+    return next((cb for cb in trainer.callbacks if isinstance(cb, Checkpointer)), None)
+
+
+def save_checkpoint_row(sessions: sessionmaker[Session], job_id: int, epoch: int, step: int, path: Path,
+                        digest: str, metrics: dict[str, Any], is_best: bool) -> None:
+    with sessions() as s:
+        record_checkpoint(s, job_id, epoch, step, str(path), digest, Path(path).stat().st_size,
+                          {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)},
+                          is_best)
+
+
+def delete_checkpoint_row(sessions: sessionmaker[Session], job_id: int, epoch: int) -> None:
+    with sessions() as s:
+        row = s.scalar(select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.epoch == epoch))
+        if row is not None:
+            s.delete(row)
+            s.commit()
 
 
 # -- one attempt ---------------------------------------------------------------------------------
@@ -238,14 +245,19 @@ def run_job(job_id: int, settings: Settings, worker: str) -> str:
     started = time.monotonic()
     try:
         out_dir = job_artifact_dir(settings.artifact_dir, job_id) / "checkpoints"
-        retention = spec.get("retention") or {}
-        best_metric = retention.get("best_metric") or (spec.get("early_stopping") or {}).get("monitor") or (
-            "val_loss" if spec["data"].get("validation_split") else "loss")
-        hooks = _checkpoint_hooks(sessions, job_id, best_metric, retention.get("keep_best", True))
-        train = TrainJob(spec, out_dir=out_dir, data_path=data_path, data_target=data_target,
-                         checkpoint_hooks=hooks)
         if spec["distributed"]["world_size"] > 1:
-            raise NotImplementedError("data-parallel jobs (world_size > 1) do not run on workers yet")
+            from .ranks import run_distributed
+
+            outcome = run_distributed(sessions, settings, job_id, spec, out_dir, hb, data_path, data_target,
+                                      resume_path, started)
+            hb.stop()
+            if outcome is None:
+                return "lease lost"
+            status, error, summary = outcome
+            _finish(sessions, job_id, worker, status, error, summary)
+            return status
+        train = TrainJob(spec, out_dir=out_dir, data_path=data_path, data_target=data_target,
+                         checkpoint_hooks=_checkpoint_recorder(sessions, job_id))
         reporter = Reporter(sessions, job_id, hb, spec["epochs"], len(train.trainer.batch_plan(train.data.train.n)))
         train.trainer.callbacks.insert(0, reporter)
         if resume_path is not None:

@@ -161,3 +161,24 @@ def test_fifty_jobs_on_two_workers_all_finish_exactly_once(stack):
     engine.dispose()
     runs = [job_id for job_id, message in rows if message.startswith("running")]
     assert sorted(runs) == sorted(ids), "every job ran exactly once"
+
+
+@pytest.mark.mpi
+def test_a_data_parallel_job_runs_on_two_ranks_under_the_worker(stack, tmp_path):
+    server, workers = stack
+    if not any(p.poll() is None for p in workers.procs):
+        workers.start()
+    spec = copy.deepcopy(SLOW)
+    spec.update(epochs=20, distributed={"world_size": 2})
+    spec["schedule"] = {"name": "cosine", "t_max": 20}
+    job_id = submit(server, spec)
+    job = wait_for(server, job_id, timeout=120)
+    assert job["status"] == "succeeded", job
+    s = server.session("alice")
+    assert len(s.get(f"{server.api}/jobs/{job_id}/metrics?name=val_loss&limit=100").json()["items"]) == 20
+    assert s.get(f"{server.api}/jobs/{job_id}/metrics?name=loss&limit=5").json()["items"], "step metrics"
+    params, epoch = final_params(server, job_id)
+    assert epoch == 20
+    single = copy.deepcopy(spec)
+    single["distributed"] = {"world_size": 1}
+    np.testing.assert_allclose(params, offline_params(single, tmp_path), atol=1e-5)
