@@ -18,12 +18,13 @@ log = logging.getLogger(__name__)
 
 TASK_NAME = "trainyard.run_job"
 QUEUE = "jobs"
-# Celery priorities are 0-9 (9 highest on Redis after our inversion); job priorities -100..100
 MAX_PRIORITY = 9
 
 
 def celery_priority(priority: int) -> int:
-    return max(0, min(MAX_PRIORITY, (priority + 100) * MAX_PRIORITY // 200))
+    """A job's priority (-100..100, higher first) as a message priority for kombu's Redis
+    transport, which serves 0 first and 9 last."""
+    return MAX_PRIORITY - max(0, min(MAX_PRIORITY, (priority + 100) * MAX_PRIORITY // 200))
 
 
 class Enqueuer:

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 LEASE_S = float(os.environ.get("TRAINYARD_LEASE_S", "30"))
 HEARTBEAT_S = LEASE_S / 3
+CANCEL_POLL_S = 0.5
 METRIC_FLUSH_S = 0.5
 METRIC_FLUSH_ROWS = 2000
 
@@ -91,23 +92,30 @@ class Heartbeat(threading.Thread):
         self.lost = threading.Event()
         self._halt = threading.Event()
 
-    def beat(self) -> None:
+    def beat(self, renew: bool = True) -> None:
         with self.sessions() as s:
-            res = s.execute(update(Job).where(Job.id == self.job_id, Job.lease_owner == self.worker,
-                                              Job.status == "running")
-                            .values(lease_expires_at=utcnow() + timedelta(seconds=LEASE_S))
-                            .execution_options(synchronize_session=False))
+            if renew:
+                res = s.execute(update(Job).where(Job.id == self.job_id, Job.lease_owner == self.worker,
+                                                  Job.status == "running")
+                                .values(lease_expires_at=utcnow() + timedelta(seconds=LEASE_S))
+                                .execution_options(synchronize_session=False))
+                if res.rowcount != 1:
+                    self.lost.set()
             cancel = s.scalar(select(Job.cancel_requested).where(Job.id == self.job_id))
             s.commit()
-        if res.rowcount != 1:
-            self.lost.set()
         if cancel:
             self.cancel.set()
 
     def run(self) -> None:
-        while not self._halt.wait(HEARTBEAT_S):
+        # the cancel flag is read every CANCEL_POLL_S (the training loop then stops at its
+        # next step); the lease is renewed every HEARTBEAT_S
+        last_renew = time.monotonic()
+        while not self._halt.wait(min(CANCEL_POLL_S, HEARTBEAT_S)):
+            renew = time.monotonic() - last_renew >= HEARTBEAT_S
             try:
-                self.beat()
+                self.beat(renew)
+                if renew:
+                    last_renew = time.monotonic()
             except Exception:  # a database hiccup: try again at the next beat
                 log.exception("heartbeat of job %s failed", self.job_id)
 

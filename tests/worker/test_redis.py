@@ -56,3 +56,19 @@ def test_restarting_redis_while_jobs_are_queued_loses_none_and_runs_none_twice(r
         assert wait_for(server, job_id, timeout=180)["status"] == "succeeded"
     assert _runs(server, ids) == sorted(ids), "every job ran exactly once"
     time.sleep(1)
+
+
+def test_priority_orders_the_queue(redis_stack):
+    server, workers, _redis = redis_stack
+    for p in workers.procs:
+        if p.poll() is None:
+            workers.kill(p)
+    s = server.session("alice")
+    low = [s.post(server.api + "/jobs", json={"spec": {**XOR, "seed": 300 + i}, "priority": -50}).json()["id"]
+           for i in range(4)]
+    high = s.post(server.api + "/jobs", json={"spec": {**XOR, "seed": 400}, "priority": 90}).json()["id"]
+    workers.start()
+    for job_id in low + [high]:
+        assert wait_for(server, job_id, timeout=120)["status"] == "succeeded"
+    started = {j: s.get(f"{server.api}/jobs/{j}").json()["started_at"] for j in low + [high]}
+    assert started[high] < min(started[j] for j in low)
