@@ -9,6 +9,8 @@ recovers what the broker forgot within seconds of a lease expiring.
 """
 from __future__ import annotations
 
+import os
+
 from celery import Celery
 from celery.signals import worker_process_init
 
@@ -49,8 +51,13 @@ celery = make_celery()
 
 
 @worker_process_init.connect
-def _fresh_connections(**_kwargs: object) -> None:
+def _fresh_process(**_kwargs: object) -> None:
     # a forked pool child must not reuse the parent's database connections
     from . import runner
 
     runner.reset_engines()
+    # One BLAS thread per job by default: the pool's jobs share the cores, and for the
+    # layer sizes most jobs have a threaded GEMM is slower than a single thread.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(int(os.environ.get("TRAINYARD_BLAS_THREADS", "1")), user_api="blas")

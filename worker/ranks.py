@@ -58,8 +58,12 @@ def run_distributed(sessions: sessionmaker[Session], settings: Settings, job_id:
             seen["stopped"] = "cancelled" if hb.cancel.is_set() else "lease lost"
             terminate_group(procs[0], grace_s=5.0)
 
-    result = launch(spec["distributed"]["world_size"], "nncore.distributed", args, on_event,
-                    timeout_s=spec.get("max_runtime_s"), on_start=procs.append)
+    try:
+        result = launch(spec["distributed"]["world_size"], "nncore.distributed", args, on_event,
+                        timeout_s=spec.get("max_runtime_s"), on_start=procs.append)
+    except BaseException:
+        reporter.close()
+        raise
     reporter.flush()
     if seen.get("stopped") == "lease lost":
         return None

@@ -32,7 +32,7 @@ from service.store.datasets import parse_target
 from service.store.db import make_engine, make_sessionmaker
 from service.store.jobs import add_event, job_artifact_dir
 from service.store.models import Checkpoint, Dataset, Job, utcnow
-from service.store.results import record_checkpoint, record_metrics
+from service.store.results import insert_metric_points, record_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,9 @@ class Heartbeat(threading.Thread):
 # -- what training reports back ------------------------------------------------------------------
 
 class Reporter(Callback):
-    """Step and epoch metrics in batched inserts, progress on the job row, and the
-    stop signals (cancel, lost lease) between steps."""
+    """Step and epoch metrics and progress, written to SQL by a background thread in
+    batches (every METRIC_FLUSH_S), so the training loop only appends a tuple per step;
+    and the stop signals (cancel, lost lease) checked between steps."""
 
     wants_grad_norm = True
 
@@ -135,36 +136,57 @@ class Reporter(Callback):
                  steps_per_epoch: int) -> None:
         self.sessions, self.job_id, self.hb = sessions, job_id, heartbeat
         self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
-        self.rows: list[dict[str, Any]] = []
-        self._last_flush = time.monotonic()
+        self._steps: list[tuple[int, int, float, float, float, float]] = []
+        self._epochs: list[dict[str, float]] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._done = threading.Event()
         self._last_step_t = time.monotonic()
         self._started = time.monotonic()
         self._first_epoch: int | None = None
+        self._progress: tuple[int, int] | None = None
+        self.error: BaseException | None = None
+        self._writer = threading.Thread(target=self._write_loop, daemon=True, name=f"metrics-{job_id}")
+        self._writer.start()
 
     def on_step(self, trainer: Any, log_: StepLog) -> None:
         now = time.monotonic()
         dt, self._last_step_t = now - self._last_step_t, now
-        for name, value in (("loss", log_.loss), ("lr", log_.lr), ("grad_norm", log_.grad_norm),
-                            ("samples_per_s", log_.samples / dt if dt > 0 else math.nan)):
-            if math.isfinite(value):
-                self.rows.append({"name": name, "step": log_.step, "epoch": log_.epoch + 1, "value": float(value)})
-        if len(self.rows) >= METRIC_FLUSH_ROWS or now - self._last_flush > METRIC_FLUSH_S:
-            self.flush(progress=(log_.epoch, log_.step))
+        self._steps.append((log_.step, log_.epoch + 1, log_.loss, log_.lr, log_.grad_norm,
+                            log_.samples / dt if dt > 0 else math.nan))
+        self._progress = (log_.epoch, log_.step)
 
     def on_epoch(self, trainer: Any, logs: dict[str, float]) -> None:
-        epoch, step = int(logs["epoch"]), int(logs["step"])
-        for name, value in logs.items():
-            if name in ("epoch", "step", "time") or not isinstance(value, (int, float)) or not math.isfinite(value):
-                continue
-            self.rows.append({"name": f"epoch_{name}" if name in ("lr", "samples_per_s") else name,
-                              "step": step, "epoch": epoch, "value": float(value)})
-        self.flush(progress=(epoch, step))
+        with self._lock:
+            self._epochs.append(dict(logs))
+        # no wake-up here: a write per epoch would cost fast jobs more than their training
+        self._progress = (int(logs["epoch"]), int(logs["step"]))
 
-    def flush(self, progress: tuple[int, int] | None = None) -> None:
+    def _rows(self, steps: list[tuple], epochs: list[dict[str, float]]) -> list[tuple[str, int, int, float]]:
+        isfinite = math.isfinite
+        rows = []
+        for step, epoch, loss, lr, gnorm, sps in steps:
+            for name, value in (("loss", loss), ("lr", lr), ("grad_norm", gnorm), ("samples_per_s", sps)):
+                if isfinite(value):
+                    rows.append((name, step, epoch, float(value)))
+        for logs in epochs:
+            epoch, step = int(logs["epoch"]), int(logs["step"])
+            for name, value in logs.items():
+                if name in ("epoch", "step", "time") or not isinstance(value, (int, float)) or not isfinite(value):
+                    continue
+                rows.append((f"epoch_{name}" if name in ("lr", "samples_per_s") else name, step, epoch, float(value)))
+        return rows
+
+    def _write(self) -> None:
+        with self._lock:
+            # swapping the lists is atomic under the lock; the loop appends to the new ones
+            steps, self._steps = self._steps, []
+            epochs, self._epochs = self._epochs, []
+        rows = self._rows(steps, epochs)
+        progress = self._progress
         with self.sessions() as s:
-            if self.rows:
-                record_metrics(s, self.job_id, self.rows)
-                self.rows = []
+            if rows:
+                insert_metric_points(s, self.job_id, rows)
             if progress is not None:
                 epoch, step = progress
                 if self._first_epoch is None:
@@ -178,13 +200,38 @@ class Reporter(Callback):
                               "eta_s": round(eta, 1) if eta is not None else None},
                     updated_at=utcnow()).execution_options(synchronize_session=False))
                 s.commit()
-        self._last_flush = time.monotonic()
+
+    def _write_loop(self) -> None:
+        while not self._done.is_set():
+            self._wake.wait(METRIC_FLUSH_S)
+            self._wake.clear()
+            try:
+                self._write()
+            except BaseException as exc:  # surfaced by flush(): the job must not look fine
+                self.error = exc
+                return
+
+    def flush(self) -> None:
+        """Stop the writer and write what is left (call once, at the end)."""
+        self._done.set()
+        self._wake.set()
+        self._writer.join()
+        if self.error is not None:
+            raise self.error
+        self._write()
+
+    def close(self) -> None:
+        """Stop the writer without writing (the attempt failed)."""
+        self._done.set()
+        self._wake.set()
 
     def should_stop(self, trainer: Any) -> str | None:
         if self.hb.cancel.is_set():
             return "cancelled"
         if self.hb.lost.is_set():
             return "lease lost"
+        if self.error is not None:
+            return "metrics could not be written"
         return None
 
 
@@ -251,6 +298,7 @@ def run_job(job_id: int, settings: Settings, worker: str) -> str:
     hb = Heartbeat(sessions, job_id, worker)
     hb.start()
     started = time.monotonic()
+    reporter: Reporter | None = None
     try:
         out_dir = job_artifact_dir(settings.artifact_dir, job_id) / "checkpoints"
         if spec["distributed"]["world_size"] > 1:
@@ -274,11 +322,15 @@ def run_job(job_id: int, settings: Settings, worker: str) -> str:
                 add_event(s, s.get(Job, job_id), "log", f"resumed from {Path(resume_path).name} "
                                                         f"(epoch {train.trainer.epoch})")
                 s.commit()
+        t_train = time.monotonic()
         result = train.run()
         reporter.flush()
         summary = summarize(train, result, time.monotonic() - started)
+        summary["train_seconds"] = round(time.monotonic() - t_train, 3)
     except Exception as exc:
         hb.stop()
+        if reporter is not None:
+            reporter.close()
         return _attempt_failed(sessions, settings, job_id, worker, attempts, max_restarts, exc)
     hb.stop()
     if result.status == "stopped" and result.reason == "lease lost":
