@@ -182,3 +182,18 @@ def test_a_data_parallel_job_runs_on_two_ranks_under_the_worker(stack, tmp_path)
     single = copy.deepcopy(spec)
     single["distributed"] = {"world_size": 1}
     np.testing.assert_allclose(params, offline_params(single, tmp_path), atol=1e-5)
+
+
+def test_divergence_and_the_time_limit_fail_the_job_with_their_reason(stack):
+    server, workers = stack
+    if not any(p.poll() is None for p in workers.procs):
+        workers.start()
+    diverging = copy.deepcopy(SLOW)
+    diverging["optimizer"]["lr"] = 1e6
+    slow = {**copy.deepcopy(SLOW), "max_runtime_s": 0.5}
+    a, b = submit(server, diverging), submit(server, slow)
+    job = wait_for(server, a, timeout=60)
+    assert job["status"] == "failed" and "diverged" in job["error"], job
+    job = wait_for(server, b, timeout=60)
+    assert job["status"] == "failed" and "time limit of 0.5 s" in job["error"], job
+    assert job["attempts"] == 1  # a time limit is not retried
