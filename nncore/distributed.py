@@ -326,7 +326,15 @@ def _failure_reason(code: int, tail: list[str]) -> str:
     # the most useful line of a Python traceback is its last one
     exc_lines = [ln for ln in tail if ln and not ln.startswith((" ", "Traceback", "===", "BAD TERMINATION"))
                  and ("Error" in ln or "Exception" in ln or "error" in ln)]
-    detail = exc_lines[-1] if exc_lines else (tail[-1] if tail else "no output")
+    # hydra's report of a rank killed by a signal: "... EXIT STRING: Killed (signal 9)"
+    exits = [ln.split("EXIT STRING:", 1)[1].strip() for ln in tail if "EXIT STRING:" in ln]
+    if exc_lines:
+        detail = exc_lines[-1]
+    elif exits:
+        detail = f"a rank was ended: {exits[-1]}"
+    else:
+        detail = next((ln for ln in reversed(tail) if ln.strip() and "FAQ" not in ln and "typically" not in ln),
+                      "no output")
     if code < 0:
         return f"mpiexec was killed by signal {-code}: {detail}"
     return f"a rank failed (mpiexec exit code {code}): {detail}"

@@ -301,6 +301,10 @@ def run_job(job_id: int, settings: Settings, worker: str) -> str:
     reporter: Reporter | None = None
     try:
         out_dir = job_artifact_dir(settings.artifact_dir, job_id) / "checkpoints"
+        if resume_path is not None:
+            with sessions() as s:
+                add_event(s, s.get(Job, job_id), "log", f"resumed from {Path(resume_path).name}")
+                s.commit()
         if spec["distributed"]["world_size"] > 1:
             from .ranks import run_distributed
 
@@ -318,10 +322,6 @@ def run_job(job_id: int, settings: Settings, worker: str) -> str:
         train.trainer.callbacks.insert(0, reporter)
         if resume_path is not None:
             train.resume(resume_path)
-            with sessions() as s:
-                add_event(s, s.get(Job, job_id), "log", f"resumed from {Path(resume_path).name} "
-                                                        f"(epoch {train.trainer.epoch})")
-                s.commit()
         t_train = time.monotonic()
         result = train.run()
         reporter.flush()

@@ -197,3 +197,38 @@ def test_divergence_and_the_time_limit_fail_the_job_with_their_reason(stack):
     job = wait_for(server, b, timeout=60)
     assert job["status"] == "failed" and "time limit of 0.5 s" in job["error"], job
     assert job["attempts"] == 1  # a time limit is not retried
+
+
+@pytest.mark.mpi
+def test_a_crashed_rank_fails_the_attempt_and_the_retry_resumes_from_the_checkpoint(stack, tmp_path):
+    import os
+    import signal
+
+    from nncore.distributed import descendants
+
+    server, workers = stack
+    if not any(p.poll() is None for p in workers.procs):
+        workers.start()
+    spec = copy.deepcopy(SLOW)
+    spec.update(epochs=60, distributed={"world_size": 2}, checkpoint_every=5)
+    spec["schedule"] = {"name": "cosine", "t_max": 60}
+    job_id = submit(server, spec)
+    s = server.session("alice")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if s.get(f"{server.api}/jobs/{job_id}/checkpoints").json()["items"]:
+            break
+        time.sleep(0.05)
+    ranks = [pid for w in workers.procs if w.poll() is None for pid in descendants(w.pid)
+             if b"nncore.distributed" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert ranks, "the job's MPI ranks are running under the worker"
+    os.kill(ranks[-1], signal.SIGKILL)
+    job = wait_for(server, job_id, timeout=120)
+    assert job["status"] == "succeeded" and job["attempts"] == 2, job
+    messages = [e["message"] for e in events(server, job_id)]
+    assert any(m.startswith("attempt 1 failed") for m in messages), messages
+    assert any(m.startswith("resumed from epoch-") for m in messages), messages
+    params, epoch = final_params(server, job_id)
+    single = copy.deepcopy(spec)
+    single["distributed"] = {"world_size": 1}
+    np.testing.assert_allclose(params, offline_params(single, tmp_path), atol=1e-5)
