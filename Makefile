@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SPEC   ?= examples/digits.json
 
-.PHONY: install run test lint bench clean
+.PHONY: install run up test lint bench clean
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml
 ## run: train the example job on this machine (progress bar, per-epoch metrics, checkpoints under runs/)
 run: install
 	$(BIN)/trainyard train $(SPEC)
+
+## up: the service on this machine (API + worker + reaper, SQLite, embedded broker); Ctrl-C stops it
+up: install
+	$(BIN)/trainyard up
 
 ## test: the whole test suite, slow tests included
 test: install

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from datetime import datetime
@@ -277,8 +278,6 @@ def worker(concurrency: int, queues: str, database_url: str | None, broker_url: 
            artifact_dir: Path | None, loglevel: str) -> None:
     """Run a Celery worker that trains submitted jobs (and the reaper that recovers
     jobs of dead workers)."""
-    import os
-
     # the Celery app reads its settings from the environment when it is imported
     for var, value in (("TRAINYARD_DATABASE_URL", database_url), ("TRAINYARD_BROKER_URL", broker_url),
                        ("TRAINYARD_ARTIFACT_DIR", str(artifact_dir) if artifact_dir else None)):
@@ -298,6 +297,65 @@ def worker(concurrency: int, queues: str, database_url: str | None, broker_url: 
                             f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"])
     finally:
         reaper.stop()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", "n_workers", default=1, show_default=True, type=click.IntRange(1, 16),
+              help="Jobs trained at once.")
+def up(host: str, port: int, n_workers: int) -> None:
+    """Everything on this machine, no server to install: migrations on a SQLite file,
+    the API, a worker on the embedded broker, and the reaper. Ctrl-C stops it all."""
+    import signal
+    import subprocess
+    import time
+
+    from .store.db import make_engine, make_sessionmaker
+    from .store.migrate import upgrade
+    from .store.users import create_token
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine)() as session:
+        secret = create_token(session, "admin", token_name="trainyard up", admin=True)
+    engine.dispose()
+    exe = [sys.executable, "-m", "service.cli"]
+    env = {**os.environ, "TRAINYARD_DATABASE_URL": settings.database_url,
+           "TRAINYARD_BROKER_URL": settings.broker_url, "TRAINYARD_ARTIFACT_DIR": str(settings.artifact_dir)}
+    children = [
+        subprocess.Popen(exe + ["api", "--host", host, "--port", str(port)], env=env, start_new_session=True),
+        subprocess.Popen(exe + ["worker", "--concurrency", str(n_workers), "--loglevel", "warning"], env=env,
+                         start_new_session=True),
+    ]
+    click.echo(f"trainyard is up: API http://{host}:{port}/api/v1 (docs /api/v1/docs)", err=True)
+    click.echo(f"database {_safe_url(settings.database_url)}, artifacts {settings.artifact_dir}", err=True)
+    click.echo("admin token (shown once):", err=True)
+    click.echo(secret)
+
+    stopping = []
+
+    def stop(_signum: int, _frame: Any) -> None:
+        stopping.append(True)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping and all(c.poll() is None for c in children):
+        time.sleep(0.2)
+    failed = [c for c in children if c.poll() not in (None, 0)]
+    for c in children:
+        if c.poll() is None:
+            os.killpg(c.pid, signal.SIGTERM)
+    for c in children:
+        try:
+            c.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(c.pid, signal.SIGKILL)
+            c.wait()
+    if failed and not stopping:
+        _fail("a part of trainyard stopped unexpectedly; see its output above", 1)
+    click.echo("trainyard stopped", err=True)
 
 
 def _safe_url(url: str) -> str:
