@@ -358,6 +358,135 @@ def up(host: str, port: int, n_workers: int) -> None:
     click.echo("trainyard stopped", err=True)
 
 
+# -- client verbs --------------------------------------------------------------------------
+
+_url_option = click.option("--url", envvar="TRAINYARD_URL", default="http://127.0.0.1:8000", show_default=True,
+                           help="The API [env TRAINYARD_URL].")
+_token_option = click.option("--token", envvar="TRAINYARD_TOKEN", help="API token [env TRAINYARD_TOKEN].")
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def _client(url: str, token: str | None) -> Any:
+    from .client import Client
+
+    if not token:
+        _fail("no API token: pass --token or set TRAINYARD_TOKEN (create one with: trainyard token create)")
+    return Client(url, token)
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from .client import ApiError
+
+    try:
+        return fn(*args, **kwargs)
+    except ApiError as exc:
+        _fail(str(exc), 2 if exc.status in (400, 422) else 1)
+    except ConnectionError as exc:
+        _fail(str(exc), 1)
+
+
+def _job_line(job: dict[str, Any]) -> str:
+    p = job.get("progress") or {}
+    progress = f"epoch {p['epoch']}/{p['epochs']}" if p.get("epochs") else ""
+    return f"{job['id']:>6}  {job['status']:<10} {job.get('name') or '-':<20} {progress:<14} {job['created_at']}"
+
+
+@main.command()
+@click.argument("spec_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--priority", default=0, type=click.IntRange(-100, 100))
+@click.option("--watch", is_flag=True, help="Follow the job with a progress bar until it ends.")
+@_url_option
+@_token_option
+@_json_option
+def submit(spec_file: Path, priority: int, watch: bool, url: str, token: str | None, as_json: bool) -> None:
+    """Submit the job spec in SPEC_FILE to the service."""
+    try:
+        spec = json.loads(spec_file.read_text())
+    except json.JSONDecodeError as exc:
+        _fail(f"{spec_file} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")
+    client = _client(url, token)
+    job = _call(client.submit, spec, priority)
+    if as_json and not watch:
+        click.echo(json.dumps(job))
+        return
+    click.echo(f"submitted job {job['id']} ({job['status']})", err=as_json)
+    if watch:
+        job = _watch(client, job["id"], as_json)
+        if job["status"] != "succeeded":
+            sys.exit(1)
+
+
+def _watch(client: Any, job_id: int, as_json: bool) -> dict[str, Any]:
+    import time
+
+    tty = sys.stderr.isatty() and not as_json
+    while True:
+        job = _call(client.job, job_id)
+        p = job.get("progress") or {}
+        if tty and p.get("epochs"):
+            done = p["epoch"] / p["epochs"]
+            bar = "#" * int(30 * done) + "-" * (30 - int(30 * done))
+            eta = p.get("eta_s")
+            sys.stderr.write(f"\rjob {job_id} {job['status']} [{bar}] epoch {p['epoch']}/{p['epochs']}"
+                             + (f" eta {_duration(eta)}" if eta is not None else "") + "   ")
+            sys.stderr.flush()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            if tty:
+                sys.stderr.write("\r\033[K")
+            if as_json:
+                click.echo(json.dumps(job))
+            else:
+                val = (job.get("result") or {}).get("validation") or {}
+                extra = "  ".join(f"val_{k} {v:.4f}" for k, v in val.items() if isinstance(v, float))
+                click.echo(f"job {job_id} {job['status']}" + (f": {job['error']}" if job.get("error") else "")
+                           + (f"  {extra}" if extra else ""))
+            return job
+        time.sleep(0.5)
+
+
+@main.command()
+@click.option("--status", help="Comma-separated statuses to show.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 200))
+@_url_option
+@_token_option
+@_json_option
+def jobs(status: str | None, limit: int, url: str, token: str | None, as_json: bool) -> None:
+    """List your jobs, newest first."""
+    page = _call(_client(url, token).jobs, status, limit)
+    if as_json:
+        click.echo(json.dumps(page))
+        return
+    click.echo(f"{'id':>6}  {'status':<10} {'name':<20} {'progress':<14} created")
+    for job in page["items"]:
+        click.echo(_job_line(job))
+
+
+@main.command()
+@click.argument("job_id", type=int)
+@_url_option
+@_token_option
+@_json_option
+def status(job_id: int, url: str, token: str | None, as_json: bool) -> None:
+    """Show one job."""
+    job = _call(_client(url, token).job, job_id)
+    if as_json:
+        click.echo(json.dumps(job))
+        return
+    click.echo(_job_line(job))
+    if job.get("error"):
+        click.echo(f"error: {job['error']}")
+
+
+@main.command()
+@click.argument("job_id", type=int)
+@_url_option
+@_token_option
+def cancel(job_id: int, url: str, token: str | None) -> None:
+    """Cancel a job (a running one stops at its next step)."""
+    job = _call(_client(url, token).cancel, job_id)
+    click.echo(f"job {job_id}: {'cancel requested' if job['status'] == 'running' else job['status']}")
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
