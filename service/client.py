@@ -1,12 +1,29 @@
 """A Python client for the trainyard API: the same calls as the CLI, typed, with errors
-raised as exceptions that carry the server's problem document."""
+raised as exceptions that carry the server's problem document.
+
+>>> from trainyard import Client
+>>> c = Client("http://127.0.0.1:8000", "ty_...")
+>>> job = c.wait(c.submit(spec)["id"])
+>>> c.download(job["id"], "best")
+PosixPath('job-1-epoch-8.npz')
+"""
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
+import secrets
+import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import requests
+
+#: which checkpoint: the newest, the one marked best, or an epoch number
+CheckpointRef = Literal["latest", "best"] | int
+
+FINISHED = ("succeeded", "failed", "cancelled")
 
 
 class ApiError(Exception):
@@ -19,8 +36,27 @@ class ApiError(Exception):
         super().__init__("\n".join(lines))
 
 
+class ChecksumError(Exception):
+    """A downloaded file whose sha256 is not the one the server recorded; the file is
+    not kept."""
+
+    def __init__(self, what: str, expected: str, actual: str) -> None:
+        self.expected, self.actual = expected, actual
+        super().__init__(f"{what} arrived with sha256 {actual[:12]}... but the server recorded "
+                         f"{expected[:12]}...; the download was corrupted or the file changed on the "
+                         "server, so it was not kept")
+
+
+class NoSuchCheckpoint(LookupError):
+    """The job has no checkpoint of that kind (none yet, none marked best, not that epoch)."""
+
+
 class Client:
-    """``Client(url, token)``; both default to TRAINYARD_URL and TRAINYARD_TOKEN."""
+    """``Client(url, token)``; both default to TRAINYARD_URL and TRAINYARD_TOKEN.
+
+    Every method raises :class:`ApiError` for an error answer and ``ConnectionError``
+    when the server cannot be reached or does not answer within ``timeout`` seconds.
+    """
 
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30.0) -> None:
         self.url = (url or os.environ.get("TRAINYARD_URL") or "http://127.0.0.1:8000").rstrip("/")
@@ -31,82 +67,235 @@ class Client:
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:
             resp = self.session.request(method, self.api + path, timeout=self.timeout, **kwargs)
         except requests.ConnectionError:
             raise ConnectionError(f"cannot reach the trainyard API at {self.url}; is it running "
                                   "(trainyard up), and is TRAINYARD_URL right?") from None
+        except requests.Timeout:
+            raise ConnectionError(f"the trainyard API at {self.url} did not answer within "
+                                  f"{self.timeout:g} s") from None
         if resp.status_code >= 400:
             try:
                 problem = resp.json()
             except ValueError:
-                problem = {"title": resp.reason, "detail": resp.text[:200]}
+                problem = {"title": resp.reason, "status": resp.status_code, "detail": resp.text[:200]}
+            finally:
+                resp.close()
             raise ApiError(resp.status_code, problem)
+        return resp
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        resp = self._request(method, path, **kwargs)
         if resp.status_code == 204:
             return None
         if resp.headers.get("Content-Type", "").startswith("application/json"):
             return resp.json()
         return resp.content
 
-    # jobs
+    # -- jobs ------------------------------------------------------------------------------
+
     def submit(self, spec: dict[str, Any], priority: int = 0, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Queue a job; the answer is the job (status ``queued``). A repeated
+        ``idempotency_key`` returns the job it first created instead of a new one."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self._call("POST", "/jobs", json={"spec": spec, "priority": priority}, headers=headers)
 
     def jobs(self, status: str | None = None, limit: int = 50, page_token: str | None = None) -> dict[str, Any]:
+        """One page of your jobs, newest first: ``{"items": [...], "next_page_token": ...}``.
+        ``status`` is comma-separated (``"queued,running"``)."""
         params = {k: v for k, v in {"status": status, "limit": limit, "page_token": page_token}.items() if v}
         return self._call("GET", "/jobs", params=params)
 
     def job(self, job_id: int) -> dict[str, Any]:
+        """One job: status, progress, result (the training summary once it ended), spec."""
         return self._call("GET", f"/jobs/{job_id}")
 
+    def wait(self, job_id: int, timeout: float | None = None, poll_s: float = 0.5) -> dict[str, Any]:
+        """Poll the job until it has ended (succeeded, failed or cancelled) and return it;
+        ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["status"] in FINISHED:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout:g} s")
+            time.sleep(poll_s)
+
     def cancel(self, job_id: int) -> dict[str, Any]:
+        """Cancel a job; a running one stops at its next step (the answer still says running)."""
         return self._call("POST", f"/jobs/{job_id}/cancel")
 
     def delete(self, job_id: int) -> None:
+        """Delete a finished job with its metrics and checkpoint files."""
         self._call("DELETE", f"/jobs/{job_id}")
 
-    def metrics(self, job_id: int, name: str | None = None, limit: int = 1000,
-                max_points: int | None = None) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"limit": limit}
-        if name:
-            params["name"] = name
-        if max_points:
-            params = {"max_points": max_points, **({"name": name} if name else {})}
-        items, token = [], None
+    def events(self, job_id: int, after_id: int | None = None, limit: int = 100) -> dict[str, Any]:
+        """A page of the job's events (state changes, log lines):
+        ``{"items": [...], "next_after_id": ...}``."""
+        params = {"limit": limit, **({"after_id": after_id} if after_id is not None else {})}
+        return self._call("GET", f"/jobs/{job_id}/events", params=params)
+
+    # -- results ---------------------------------------------------------------------------
+
+    def metrics(self, job_id: int, names: str | Sequence[str] | None = None, *, after_step: int | None = None,
+                before_step: int | None = None, max_points: int | None = None,
+                page_size: int = 10_000) -> list[dict[str, Any]]:
+        """Metric points ``{"name", "step", "epoch", "value", "time"}`` ordered by step, then
+        name: every point of the series ``names`` (comma-separated or a list; default all),
+        fetched page by page.
+
+        With ``max_points`` each series comes downsampled to at most that many points in
+        one answer (its first and last points and each step range's minimum and maximum).
+        """
+        if names is not None and not isinstance(names, str):
+            names = ",".join(names)
+        params: dict[str, Any] = {k: v for k, v in {"name": names or None, "after_step": after_step,
+                                                    "before_step": before_step}.items() if v is not None}
+        if max_points is not None:
+            # a downsampled answer is whole; the server takes no page size or token with it
+            return self._call("GET", f"/jobs/{job_id}/metrics", params={**params, "max_points": max_points})["items"]
+        params["limit"] = page_size
+        items: list[dict[str, Any]] = []
         while True:
-            page = self._call("GET", f"/jobs/{job_id}/metrics", params={**params, **({"page_token": token}
-                                                                                      if token else {})})
+            page = self._call("GET", f"/jobs/{job_id}/metrics", params=params)
             items += page["items"]
-            token = page.get("next_page_token")
-            if not token or max_points:
+            if not page.get("next_page_token"):
                 return items
+            params["page_token"] = page["next_page_token"]
 
     def checkpoints(self, job_id: int) -> list[dict[str, Any]]:
+        """The job's checkpoints by epoch, oldest first: epoch, step, sha256, size_bytes,
+        metrics, is_best, created_at, download_url."""
         return self._call("GET", f"/jobs/{job_id}/checkpoints")["items"]
 
-    def download(self, job_id: int, epoch: int, path: str | Path) -> Path:
-        data = self._call("GET", f"/jobs/{job_id}/checkpoints/{epoch}")
-        path = Path(path)
-        path.write_bytes(data)
-        return path
+    def checkpoint(self, job_id: int, which: CheckpointRef = "latest") -> dict[str, Any]:
+        """One checkpoint of the listing: the latest, the one marked best, or of an epoch.
+        :class:`NoSuchCheckpoint` (with a message for a person) if there is none."""
+        rows = self.checkpoints(job_id)
+        if not rows:
+            raise NoSuchCheckpoint(f"job {job_id} has no checkpoint yet (the first is written after "
+                              "checkpoint_every epochs)")
+        if which == "latest":
+            return rows[-1]
+        if which == "best":
+            best = [r for r in rows if r["is_best"]]
+            if not best:
+                raise NoSuchCheckpoint(f"job {job_id} has no checkpoint marked best; its epochs: {_epochs(rows)}")
+            return best[-1]
+        found = [r for r in rows if r["epoch"] == which]
+        if not found:
+            raise NoSuchCheckpoint(f"job {job_id} has no checkpoint of epoch {which}; its epochs: {_epochs(rows)}")
+        return found[-1]
 
-    def predict(self, job_id: int, inputs: list[list[float]], checkpoint: str | int = "latest") -> dict[str, Any]:
-        return self._call("POST", f"/jobs/{job_id}/predict", json={"inputs": inputs, "checkpoint": checkpoint})
+    def download(self, job_id: int, which: CheckpointRef = "latest", path: str | Path | None = None,
+                 chunk_bytes: int = 1 << 20) -> Path:
+        """Download a checkpoint (.npz) and return where it was written.
 
-    # datasets
+        ``path`` defaults to ``job-<id>-epoch-<epoch>.npz`` in the current folder; an
+        existing folder gets that name inside it. The file streams to a temporary file
+        next to ``path`` and is renamed only once its sha256 equals the one in the
+        checkpoint listing, so ``path`` never holds a partial or corrupt file
+        (:class:`ChecksumError` otherwise). :class:`NoSuchCheckpoint` if there is none.
+        """
+        ckpt = self.checkpoint(job_id, which)
+        name = f"job-{job_id}-epoch-{ckpt['epoch']}.npz"
+        target = Path(name) if path is None else Path(path)
+        if target.is_dir():
+            target = target / name
+        digest = hashlib.sha256()
+        # not mkstemp: its files are private (0600), and the checkpoint should get the
+        # permissions any other file of the user gets
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.part"
+        try:
+            with open(tmp, "xb") as fh:
+                resp = self._request("GET", f"/jobs/{job_id}/checkpoints/{ckpt['epoch']}", stream=True)
+                with resp:
+                    for chunk in resp.iter_content(chunk_bytes):
+                        fh.write(chunk)
+                        digest.update(chunk)
+            actual = digest.hexdigest()
+            what = f"the checkpoint of epoch {ckpt['epoch']} of job {job_id}"
+            if actual != ckpt["sha256"]:
+                raise ChecksumError(what, ckpt["sha256"], actual)
+            header = _repr_digest(resp.headers.get("Repr-Digest"))
+            if header is not None and header != actual:
+                raise ChecksumError(what, header, actual)
+            os.replace(tmp, target)
+        except requests.RequestException as exc:  # the connection broke mid-file
+            tmp.unlink(missing_ok=True)
+            raise ConnectionError(f"the download from {self.url} broke off: {exc}") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return target
+
+    def predict(self, job_id: int, inputs: Iterable[Sequence[float]], checkpoint: CheckpointRef = "latest"
+                ) -> dict[str, Any]:
+        """Outputs of a job's checkpoint for raw (unstandardised) input rows (lists or a 2-D
+        array): ``{"outputs": [[...]], "labels": [...] or None, "checkpoint": {...}}``;
+        ``labels`` are class indices for classifiers."""
+        rows = inputs.tolist() if hasattr(inputs, "tolist") else [list(r) for r in inputs]
+        return self._call("POST", f"/jobs/{job_id}/predict", json={"inputs": rows, "checkpoint": checkpoint})
+
+    # -- datasets --------------------------------------------------------------------------
+
     def upload_dataset(self, path: str | Path, name: str | None = None, target: str | None = None) -> dict[str, Any]:
+        """Upload a .csv (numbers, optional header row, target column by ``target`` name or
+        index, default the last) or a .npz with arrays X and y; the answer describes the
+        checked dataset (id, n_samples, n_features, task, ...). Use its id in a job spec as
+        ``"data": {"dataset_id": id}``."""
         path = Path(path)
         data = {k: v for k, v in {"name": name, "target": target}.items() if v}
         with open(path, "rb") as fh:
             return self._call("POST", "/datasets", files={"file": (path.name, fh)}, data=data)
 
-    def datasets(self) -> dict[str, Any]:
-        return self._call("GET", "/datasets")
+    def datasets(self, limit: int = 50, page_token: str | None = None) -> dict[str, Any]:
+        """One page of your datasets, newest first: ``{"items": [...], "next_page_token": ...}``."""
+        params = {"limit": limit, **({"page_token": page_token} if page_token else {})}
+        return self._call("GET", "/datasets", params=params)
+
+    def dataset(self, dataset_id: int) -> dict[str, Any]:
+        """One dataset's description."""
+        return self._call("GET", f"/datasets/{dataset_id}")
+
+    def delete_dataset(self, dataset_id: int) -> None:
+        """Delete a dataset and its file (refused with 409 while a queued or running job uses it)."""
+        self._call("DELETE", f"/datasets/{dataset_id}")
+
+    # -- the service ---------------------------------------------------------------------
+
+    def me(self) -> dict[str, Any]:
+        """Who this token belongs to: ``{"name": ..., "is_admin": ...}``."""
+        return self._call("GET", "/me")
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Workers seen in the last day (alive, lost or stopped), each with the running
+        jobs you may see and how many it runs in all."""
+        return self._call("GET", "/workers")["items"]
 
     def health(self) -> dict[str, Any]:
+        """Whether the API reaches its database and broker (the problem document when not)."""
         try:
             return self._call("GET", "/health")
         except ApiError as exc:
             return exc.problem
+
+
+def _epochs(rows: list[dict[str, Any]]) -> str:
+    shown = ", ".join(str(r["epoch"]) for r in rows[-10:])
+    return ("..., " if len(rows) > 10 else "") + shown
+
+
+def _repr_digest(header: str | None) -> str | None:
+    """The sha-256 of an RFC 9530 ``Repr-Digest: sha-256=:<base64>:`` header, in hex."""
+    for part in (header or "").split(","):
+        algo, _, value = part.strip().partition("=")
+        if algo.lower() == "sha-256" and value.startswith(":") and value.endswith(":"):
+            try:
+                return base64.b64decode(value[1:-1], validate=True).hex()
+            except ValueError:
+                return None
+    return None

@@ -33,6 +33,7 @@ from service.store.db import make_engine, make_sessionmaker
 from service.store.jobs import add_event, job_artifact_dir
 from service.store.models import Checkpoint, Dataset, Job, utcnow
 from service.store.results import insert_metric_points, record_checkpoint
+from service.store.workers import lease_owner
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,9 @@ def sessions_for(url: str) -> sessionmaker[Session]:
 
 
 def worker_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """The lease owner name of this process: ``<worker name>/<pid>`` (see worker.presence)."""
+    name = os.environ.get("TRAINYARD_WORKER_NAME") or f"{socket.gethostname()}:{os.getppid()}"
+    return lease_owner(name, os.getpid())
 
 
 # -- the lease -----------------------------------------------------------------------------
@@ -145,6 +148,7 @@ class Reporter(Callback):
         self._started = time.monotonic()
         self._first_epoch: int | None = None
         self._progress: tuple[int, int] | None = None
+        self._latest: dict[str, float] = {}
         self.error: BaseException | None = None
         self._writer = threading.Thread(target=self._write_loop, daemon=True, name=f"metrics-{job_id}")
         self._writer.start()
@@ -159,6 +163,10 @@ class Reporter(Callback):
     def on_epoch(self, trainer: Any, logs: dict[str, float]) -> None:
         with self._lock:
             self._epochs.append(dict(logs))
+        # the latest epoch's figures ride along with the progress, for job lists
+        self._latest = {k: round(float(v), 6) for k, v in logs.items()
+                        if k not in ("epoch", "step", "time", "lr", "samples_per_s")
+                        and isinstance(v, (int, float)) and math.isfinite(v)}
         # no wake-up here: a write per epoch would cost fast jobs more than their training
         self._progress = (int(logs["epoch"]), int(logs["step"]))
 
@@ -174,7 +182,9 @@ class Reporter(Callback):
             for name, value in logs.items():
                 if name in ("epoch", "step", "time") or not isinstance(value, (int, float)) or not isfinite(value):
                     continue
-                rows.append((f"epoch_{name}" if name in ("lr", "samples_per_s") else name, step, epoch, float(value)))
+                # step series and epoch series never share a name: `loss` is a batch's loss,
+                # `epoch_loss` the epoch's mean, `val_loss` the validation loss
+                rows.append((name if name.startswith("val_") else f"epoch_{name}", step, epoch, float(value)))
         return rows
 
     def _write(self) -> None:
@@ -197,7 +207,7 @@ class Reporter(Callback):
                 s.execute(update(Job).where(Job.id == self.job_id).values(
                     progress={"epoch": epoch, "step": step, "epochs": self.epochs,
                               "steps_per_epoch": self.steps_per_epoch,
-                              "eta_s": round(eta, 1) if eta is not None else None},
+                              "eta_s": round(eta, 1) if eta is not None else None, "metrics": self._latest},
                     updated_at=utcnow()).execution_options(synchronize_session=False))
                 s.commit()
 

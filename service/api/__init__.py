@@ -47,8 +47,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> APIFlask:
     errors.init_app(app)
     app.spec_processor(errors.problem_responses_in_spec)
 
-    from . import datasets, health, jobs, results
+    from . import dashboard, datasets, health, jobs, me, results, workers
 
-    for bp in (health.bp, jobs.bp, results.bp, datasets.bp):
+    for bp in (health.bp, me.bp, jobs.bp, results.bp, datasets.bp, workers.bp):
         app.register_blueprint(bp, url_prefix=API_PREFIX + (bp.url_prefix or ""))
+    app.register_blueprint(dashboard.bp)
     return app

@@ -266,6 +266,40 @@ class PredictOut(BaseModel):
     checkpoint: PredictCheckpoint
 
 
+class WorkerJob(BaseModel):
+    id: int
+    name: str | None
+    owner: str
+    progress: dict[str, Any] | None
+
+
+class WorkerOut(BaseModel):
+    name: str = Field(description="host:pid of the worker process; its jobs' leases are named <name>/<pid>.")
+    state: Literal["alive", "lost", "stopped"] = Field(
+        description="alive: reported in the last few seconds; lost: stopped reporting without saying goodbye "
+                    "(crashed, or its machine did); stopped: shut down cleanly.")
+    hostname: str
+    pid: int
+    concurrency: int = Field(description="Jobs it trains at once.")
+    busy: int = Field(description="Jobs it is training now (all owners).")
+    queues: str
+    broker: str
+    version: str
+    started_at: str
+    last_seen_at: str
+    stopped_at: str | None
+    jobs: list[WorkerJob] = Field(description="The running jobs you may see (all of them for an admin).")
+
+
+class WorkerList(BaseModel):
+    items: list[WorkerOut]
+
+
+class Me(BaseModel):
+    name: str
+    is_admin: bool
+
+
 class Health(BaseModel):
     status: str
     database: str

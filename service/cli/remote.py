@@ -1,0 +1,421 @@
+"""Client verbs: the API from a shell (submit, jobs, status, cancel, checkpoints,
+download, datasets, predict). Server and token from --url/--token or the environment."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import _duration, _fail, main
+
+_url_option = click.option("--url", envvar="TRAINYARD_URL", default="http://127.0.0.1:8000", show_default=True,
+                           help="The API [env TRAINYARD_URL].")
+_token_option = click.option("--token", envvar="TRAINYARD_TOKEN", help="API token [env TRAINYARD_TOKEN].")
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def _client(url: str, token: str | None) -> Any:
+    from ..client import Client
+
+    if not token:
+        _fail("no API token: pass --token or set TRAINYARD_TOKEN (create one with: trainyard token create)")
+    return Client(url, token)
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from ..client import ApiError, ChecksumError, NoSuchCheckpoint
+
+    try:
+        return fn(*args, **kwargs)
+    except ApiError as exc:
+        _fail(str(exc), 2 if exc.status in (400, 422) else 1)
+    except (ConnectionError, NoSuchCheckpoint, ChecksumError) as exc:
+        _fail(str(exc), 1)
+
+
+def _job_line(job: dict[str, Any]) -> str:
+    p = job.get("progress") or {}
+    progress = f"epoch {p['epoch']}/{p['epochs']}" if p.get("epochs") else ""
+    return (f"{job['id']:>6}  {job['status']:<10} {job.get('name') or '-':<20} {progress:<14} "
+            f"{_validation(job.get('result')):<26} {job['created_at']}")
+
+
+def _validation(result: dict[str, Any] | None) -> str:
+    """The one validation metric a person looks at first (accuracy, else r2, else the
+    loss) from a finished job's result, with the best epoch when early stopping saw one."""
+    val = (result or {}).get("validation") or {}
+    key = next((k for k in ("accuracy", "r2", "loss") if isinstance(val.get(k), (int, float))), None)
+    if key is None:
+        return ""
+    best = (result or {}).get("best_epoch")
+    return f"val_{key} {val[key]:.4f}" + (f" (best {best})" if best is not None else "")
+
+
+@main.command()
+@click.argument("spec_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--priority", default=0, type=click.IntRange(-100, 100))
+@click.option("--watch", is_flag=True, help="Follow the job with a progress bar until it ends.")
+@_url_option
+@_token_option
+@_json_option
+def submit(spec_file: Path, priority: int, watch: bool, url: str, token: str | None, as_json: bool) -> None:
+    """Submit the job spec in SPEC_FILE to the service."""
+    try:
+        spec = json.loads(spec_file.read_text())
+    except json.JSONDecodeError as exc:
+        _fail(f"{spec_file} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")
+    client = _client(url, token)
+    job = _call(client.submit, spec, priority)
+    if as_json and not watch:
+        click.echo(json.dumps(job))
+        return
+    click.echo(f"submitted job {job['id']} ({job['status']})", err=as_json)
+    if watch:
+        job = _watch(client, job["id"], as_json)
+        if job["status"] != "succeeded":
+            sys.exit(1)
+
+
+def _watch(client: Any, job_id: int, as_json: bool) -> dict[str, Any]:
+
+    tty = sys.stderr.isatty() and not as_json
+    while True:
+        job = _call(client.job, job_id)
+        p = job.get("progress") or {}
+        if tty and p.get("epochs"):
+            done = p["epoch"] / p["epochs"]
+            bar = "#" * int(30 * done) + "-" * (30 - int(30 * done))
+            eta = p.get("eta_s")
+            sys.stderr.write(f"\rjob {job_id} {job['status']} [{bar}] epoch {p['epoch']}/{p['epochs']}"
+                             + (f" eta {_duration(eta)}" if eta is not None else "") + "   ")
+            sys.stderr.flush()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            if tty:
+                sys.stderr.write("\r\033[K")
+            if as_json:
+                click.echo(json.dumps(job))
+            else:
+                val = (job.get("result") or {}).get("validation") or {}
+                extra = "  ".join(f"val_{k} {v:.4f}" for k, v in val.items() if isinstance(v, float))
+                click.echo(f"job {job_id} {job['status']}" + (f": {job['error']}" if job.get("error") else "")
+                           + (f"  {extra}" if extra else ""))
+            return job
+        time.sleep(0.5)
+
+
+@main.command()
+@click.option("--status", help="Comma-separated statuses to show.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 200))
+@_url_option
+@_token_option
+@_json_option
+def jobs(status: str | None, limit: int, url: str, token: str | None, as_json: bool) -> None:
+    """List your jobs, newest first, with progress and the final validation metric."""
+    page = _call(_client(url, token).jobs, status, limit)
+    if as_json:
+        click.echo(json.dumps(page))
+        return
+    click.echo(f"{'id':>6}  {'status':<10} {'name':<20} {'progress':<14} {'validation':<26} created")
+    for job in page["items"]:
+        click.echo(_job_line(job))
+
+
+@main.command()
+@click.argument("job_id", type=int)
+@_url_option
+@_token_option
+@_json_option
+def status(job_id: int, url: str, token: str | None, as_json: bool) -> None:
+    """Show one job."""
+    job = _call(_client(url, token).job, job_id)
+    if as_json:
+        click.echo(json.dumps(job))
+        return
+    click.echo(_job_line(job))
+    if job.get("error"):
+        click.echo(f"error: {job['error']}")
+
+
+@main.command()
+@click.argument("job_id", type=int)
+@_url_option
+@_token_option
+def cancel(job_id: int, url: str, token: str | None) -> None:
+    """Cancel a job (a running one stops at its next step)."""
+    job = _call(_client(url, token).cancel, job_id)
+    click.echo(f"job {job_id}: {'cancel requested' if job['status'] == 'running' else job['status']}")
+
+
+@main.command()
+@_url_option
+@_token_option
+@_json_option
+def workers(url: str, token: str | None, as_json: bool) -> None:
+    """Show the workers: alive, lost (stopped reporting) or stopped, and what they train."""
+    items = _call(_client(url, token).workers)
+    if as_json:
+        click.echo(json.dumps(items))
+        return
+    if not items:
+        click.echo("no worker has reported in the last day; start one with: trainyard worker", err=True)
+        return
+    _table(["worker", "state", "busy", "jobs", "last seen", "broker"],
+           [[w["name"], w["state"], f"{w['busy']}/{w['concurrency']}",
+             ", ".join(str(j["id"]) for j in w["jobs"]) or "-", _local_time(w["last_seen_at"]), w["broker"]]
+            for w in items], left=(0, 1, 3, 4, 5))
+
+
+def _value(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if v == 0 or 1e-3 <= abs(v) < 1e4:
+        return f"{v:.4f}"
+    return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.3e}"
+
+
+def _table(header: list[str], rows: list[list[str]], left: tuple[int, ...] = ()) -> None:
+    """Columns of numbers aligned right, the columns ``left`` (text) aligned left."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    for line in [header, *rows]:
+        click.echo("  ".join(cell.ljust(w) if i in left else cell.rjust(w)
+                             for i, (cell, w) in enumerate(zip(line, widths, strict=True))).rstrip())
+
+
+# -- checkpoints -------------------------------------------------------------------------
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _local_time(iso: str) -> str:
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+@main.command()
+@click.argument("job_id", type=int)
+@_url_option
+@_token_option
+@_json_option
+def checkpoints(job_id: int, url: str, token: str | None, as_json: bool) -> None:
+    """List a job's checkpoints, oldest first; the best one (by the spec's best_metric) is marked."""
+    from nncore.job import best_checkpoint_options
+
+    client = _client(url, token)
+    rows = _call(client.checkpoints, job_id)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        job = _call(client.job, job_id)
+        click.echo(f"job {job_id} ({job['status']}) has no checkpoints yet", err=True)
+        return
+    metric = best_checkpoint_options(_call(client.job, job_id)["spec"])["best_metric"]
+    table = [[str(c["epoch"]), str(c["step"]), _size(c["size_bytes"]), c["sha256"][:12],
+              _value((c.get("metrics") or {}).get(metric)), _local_time(c["created_at"]),
+              "best" if c["is_best"] else ""] for c in rows]
+    _table(["epoch", "step", "size", "sha256", metric, "created", ""], table, left=(3, 5, 6))
+
+
+@main.command()
+@click.argument("job_id", type=int)
+@click.option("--epoch", type=click.IntRange(min=0), help="The checkpoint of this epoch [default: the latest].")
+@click.option("--best", is_flag=True, help="The checkpoint marked best.")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="File or existing folder to write to [default: ./job-<id>-epoch-<epoch>.npz].")
+@_url_option
+@_token_option
+def download(job_id: int, epoch: int | None, best: bool, output: Path | None, url: str, token: str | None) -> None:
+    """Download a checkpoint (.npz), check its sha256 and print where it was written."""
+    if epoch is not None and best:
+        _fail("--epoch and --best name different checkpoints; give one of them")
+    client = _client(url, token)
+    which = "best" if best else epoch if epoch is not None else "latest"
+    ckpt = _call(client.checkpoint, job_id, which)
+    try:
+        path = _call(client.download, job_id, ckpt["epoch"], output)
+    except OSError as exc:
+        _fail(f"cannot write {output or 'the checkpoint here'}: {exc.strerror}", 1)
+    click.echo(f"checkpoint of epoch {ckpt['epoch']} (step {ckpt['step']}, {_size(ckpt['size_bytes'])}), "
+               f"sha256 {ckpt['sha256'][:12]}... verified", err=True)
+    click.echo(str(path))
+
+
+# -- datasets ----------------------------------------------------------------------------
+
+@main.group()
+def datasets() -> None:
+    """Upload and list datasets to train on (use one in a spec as "data": {"dataset_id": ID})."""
+
+
+def _shape(ds: dict[str, Any]) -> str:
+    classes = f" ({ds['n_classes']} classes)" if ds.get("n_classes") else ""
+    return f"{ds['n_samples']:,} samples x {ds['n_features']} features, {ds['task']}{classes}"
+
+
+@datasets.command("upload")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--name", help="A name for it [default: the file name without its extension].")
+@click.option("--target", help="CSV only: the target column, by header name or index (-1 is the last) "
+                               "[default: the last column].")
+@_url_option
+@_token_option
+@_json_option
+def datasets_upload(file: Path, name: str | None, target: str | None, url: str, token: str | None,
+                    as_json: bool) -> None:
+    """Upload FILE (.csv of numbers with an optional header row, or .npz with arrays X and y)."""
+    try:
+        ds = _call(_client(url, token).upload_dataset, file, name, target)
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror}", 1)
+    if as_json:
+        click.echo(json.dumps(ds))
+        return
+    click.echo(f"dataset {ds['id']} \"{ds['name']}\": {_shape(ds)}"
+               + (f", target {ds['target']}" if ds.get("target") else ""))
+    click.echo(f'use it in a job spec as: "data": {{"dataset_id": {ds["id"]}}}')
+
+
+@datasets.command("list")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 200))
+@_url_option
+@_token_option
+@_json_option
+def datasets_list(limit: int, url: str, token: str | None, as_json: bool) -> None:
+    """List your datasets, newest first."""
+    page = _call(_client(url, token).datasets, limit)
+    if as_json:
+        click.echo(json.dumps(page))
+        return
+    if not page["items"]:
+        click.echo("no datasets yet; add one with: trainyard datasets upload FILE.csv", err=True)
+        return
+    _table(["id", "name", "samples", "features", "task", "classes", "size", "created"],
+           [[str(d["id"]), d["name"], f"{d['n_samples']:,}", str(d["n_features"]), d["task"],
+             str(d["n_classes"] or "-"), _size(d["size_bytes"]), _local_time(d["created_at"])]
+            for d in page["items"]], left=(1, 4, 7))
+
+
+# -- predictions -------------------------------------------------------------------------
+
+#: rows per predict call, well under the server's default max_predict_rows (10000)
+_PREDICT_CHUNK = 1000
+
+
+class _CheckpointRef(click.ParamType):
+    name = "latest|best|EPOCH"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str | int:
+        if isinstance(value, int) or value in ("latest", "best"):
+            return value
+        if str(value).isdigit():
+            return int(value)
+        self.fail(f"must be latest, best or an epoch number, got {value!r}", param, ctx)
+
+
+@main.command()
+@click.argument("job_id", type=int)
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.option("--checkpoint", default="latest", show_default=True, type=_CheckpointRef(),
+              help="Which checkpoint predicts: latest, best, or an epoch number.")
+@_url_option
+@_token_option
+@_json_option
+def predict(job_id: int, file: Path, checkpoint: str | int, url: str, token: str | None, as_json: bool) -> None:
+    """Predict with a job's checkpoint, one line per row of FILE: the class for a
+    classifier, else the outputs.
+
+    FILE holds raw feature rows: CSV (numbers; a header row is skipped), .npy, or JSON
+    (a list of rows); - reads CSV from standard input.
+    """
+    rows = _read_rows(file)
+    client = _client(url, token)
+    answer: dict[str, Any] | None = None
+    for start in range(0, len(rows), _PREDICT_CHUNK):
+        part = _call(client.predict, job_id, rows[start:start + _PREDICT_CHUNK], checkpoint)
+        if answer is None:
+            answer = part
+            # the later chunks use the same checkpoint, even if a newer one is written meanwhile
+            if not part["checkpoint"]["best_params"]:
+                checkpoint = part["checkpoint"]["epoch"]
+        else:
+            answer["outputs"] += part["outputs"]
+            if answer["labels"] is not None:
+                answer["labels"] += part["labels"]
+    assert answer is not None  # _read_rows never returns no rows
+    if as_json:
+        click.echo(json.dumps(answer))
+        return
+    if answer["labels"] is not None:
+        click.echo("\n".join(str(label) for label in answer["labels"]))
+    else:
+        click.echo("\n".join(",".join(f"{v:.6g}" for v in out) for out in answer["outputs"]))
+
+
+def _read_rows(file: Path) -> list[list[float]]:
+    import csv
+    import io
+
+    name = "standard input" if str(file) == "-" else str(file)
+    try:
+        if str(file) == "-":
+            rows = _csv_rows(csv.reader(io.StringIO(sys.stdin.read())), name)
+        elif file.suffix.lower() == ".npy":
+            import numpy as np
+
+            array = np.load(file, allow_pickle=False)
+            if array.ndim not in (1, 2) or not np.issubdtype(array.dtype, np.number):
+                _fail(f"{name} must hold a 1-D or 2-D array of numbers, got {array.ndim}-D {array.dtype}")
+            rows = np.atleast_2d(array).astype(float).tolist()
+        elif file.suffix.lower() == ".json":
+            rows = json.loads(file.read_text())
+            if isinstance(rows, dict) and "inputs" in rows:
+                rows = rows["inputs"]
+            if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+                _fail(f"{name} must hold a JSON list of rows, e.g. [[5.1, 3.5, 1.4, 0.2], ...]")
+        else:
+            with open(file, newline="") as fh:
+                rows = _csv_rows(csv.reader(fh), name)
+    except FileNotFoundError:
+        _fail(f"{name} does not exist")
+    except json.JSONDecodeError as exc:
+        _fail(f"{name} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot read {name}: {getattr(exc, 'strerror', None) or exc}")
+    if not rows:
+        _fail(f"{name} has no rows to predict")
+    return rows
+
+
+def _csv_rows(reader: Any, name: str) -> list[list[float]]:
+    rows: list[list[float]] = []
+    first = True
+    for line_no, cells in enumerate(reader, start=1):
+        if not any(c.strip() for c in cells):
+            continue
+        try:
+            rows.append([float(c) for c in cells])
+        except ValueError:
+            if not first:  # only the first row may be a header
+                bad = next(c for c in cells if not _is_number(c))
+                _fail(f"{name} line {line_no}: {bad.strip()!r} is not a number")
+        first = False
+    return rows
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True

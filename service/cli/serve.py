@@ -1,0 +1,216 @@
+"""Server commands: migrate, token, api, worker, and up (all of it on one machine)."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import _fail, main
+
+
+def _settings(database_url: str | None = None, artifact_dir: Path | None = None,
+              broker_url: str | None = None) -> Any:
+    from ..config import Settings
+
+    return Settings.from_env(database_url=database_url, artifact_dir=artifact_dir, broker_url=broker_url)
+
+
+_db_option = click.option("--database-url", envvar="TRAINYARD_DATABASE_URL",
+                          help="SQLAlchemy URL [env TRAINYARD_DATABASE_URL; default a SQLite file in ./var].")
+
+
+@main.command()
+@_db_option
+def migrate(database_url: str | None) -> None:
+    """Create or upgrade the database schema to the latest migration."""
+    from ..store.migrate import current, upgrade
+
+    settings = _settings(database_url)
+    upgrade(settings.database_url)
+    click.echo(f"database at revision {current(settings.database_url)}: {_safe_url(settings.database_url)}")
+
+
+@main.group()
+def token() -> None:
+    """Manage API tokens."""
+
+
+@token.command("create")
+@click.option("--name", required=True, help="The user the token belongs to (created if new).")
+@click.option("--admin", is_flag=True, help="Make the user an administrator (sees every job).")
+@_db_option
+def token_create(name: str, admin: bool, database_url: str | None) -> None:
+    """Create a token for user NAME and print it (it is shown only this once)."""
+    from ..store.db import make_engine, make_sessionmaker
+    from ..store.migrate import upgrade
+    from ..store.users import create_token
+
+    settings = _settings(database_url)
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            secret = create_token(session, name, admin=admin)
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        engine.dispose()
+    click.echo(f"token for {name}{' (admin)' if admin else ''}; it is shown only once:", err=True)
+    click.echo(secret)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="gunicorn processes")
+@_db_option
+@click.option("--broker-url", envvar="TRAINYARD_BROKER_URL", help="Celery broker [env TRAINYARD_BROKER_URL].")
+@click.option("--artifact-dir", envvar="TRAINYARD_ARTIFACT_DIR", type=click.Path(file_okay=False, path_type=Path),
+              help="Checkpoints and datasets [env TRAINYARD_ARTIFACT_DIR].")
+def api(host: str, port: int, workers: int, database_url: str | None, broker_url: str | None,
+        artifact_dir: Path | None) -> None:
+    """Serve the HTTP API (gunicorn), migrating the database first."""
+    from ..server import serve
+
+    settings = _settings(database_url, artifact_dir, broker_url)
+    click.echo(f"trainyard API on http://{host}:{port}/api/v1 (docs at /api/v1/docs), "
+               f"database {_safe_url(settings.database_url)}", err=True)
+    serve(settings, host, port, workers)
+
+
+@main.command()
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Jobs trained at once on this worker (each uses its own process).")
+@click.option("--queues", default="jobs", show_default=True, help="Comma-separated queues to consume.")
+@_db_option
+@click.option("--broker-url", envvar="TRAINYARD_BROKER_URL", help="Celery broker [env TRAINYARD_BROKER_URL].")
+@click.option("--artifact-dir", envvar="TRAINYARD_ARTIFACT_DIR", type=click.Path(file_okay=False, path_type=Path),
+              help="Checkpoints and datasets [env TRAINYARD_ARTIFACT_DIR].")
+@click.option("--loglevel", default="info", show_default=True)
+def worker(concurrency: int, queues: str, database_url: str | None, broker_url: str | None,
+           artifact_dir: Path | None, loglevel: str) -> None:
+    """Run a Celery worker that trains submitted jobs (and the reaper that recovers
+    jobs of dead workers)."""
+    # the Celery app reads its settings from the environment when it is imported
+    for var, value in (("TRAINYARD_DATABASE_URL", database_url), ("TRAINYARD_BROKER_URL", broker_url),
+                       ("TRAINYARD_ARTIFACT_DIR", str(artifact_dir) if artifact_dir else None)):
+        if value:
+            os.environ[var] = value
+    from worker.celery_app import celery
+    from worker.presence import Presence
+    from worker.reaper import Reaper
+
+    from ..store.migrate import upgrade
+
+    settings = celery.trainyard_settings
+    upgrade(settings.database_url)
+    reaper = Reaper(settings)
+    reaper.start()
+    presence = Presence(settings, concurrency, queues)
+    presence.start()
+    try:
+        celery.worker_main(["worker", f"--concurrency={concurrency}", f"--queues={queues}",
+                            f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"])
+    finally:
+        presence.stop()
+        reaper.stop()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", "n_workers", default=1, show_default=True, type=click.IntRange(1, 16),
+              help="Jobs trained at once.")
+def up(host: str, port: int, n_workers: int) -> None:
+    """Everything on this machine, no server to install: migrations on a SQLite file,
+    the API, a worker on the embedded broker, and the reaper. Ctrl-C stops it all."""
+    import signal
+    import subprocess
+
+    from ..store.db import make_engine, make_sessionmaker
+    from ..store.migrate import upgrade
+    from ..store.users import create_token
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine)() as session:
+        secret = create_token(session, "admin", token_name="trainyard up", admin=True)
+    engine.dispose()
+    exe = [sys.executable, "-m", "service.cli"]
+    env = {**os.environ, "TRAINYARD_DATABASE_URL": settings.database_url,
+           "TRAINYARD_BROKER_URL": settings.broker_url, "TRAINYARD_ARTIFACT_DIR": str(settings.artifact_dir)}
+    # the parts log to stderr: stdout carries only the token, for scripts
+    children = [
+        subprocess.Popen(exe + ["api", "--host", host, "--port", str(port)], env=env, start_new_session=True,
+                         stdout=sys.stderr),
+        subprocess.Popen(exe + ["worker", "--concurrency", str(n_workers), "--loglevel", "warning"], env=env,
+                         start_new_session=True, stdout=sys.stderr),
+    ]
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    _wait_for_api(base, children[0])
+    embedded = " (embedded, no server needed)" if settings.broker_url.startswith("sqla+") else ""
+    click.echo(f"""trainyard is up
+  dashboard  {base}/   (sign in with the admin token below)
+  API        {base}/api/v1   (docs {base}/api/v1/docs)
+  database   {_safe_url(settings.database_url)}
+  broker     {_safe_url(settings.broker_url)}{embedded}
+  artifacts  {settings.artifact_dir}
+  workers    1 worker training {n_workers} job{'s' if n_workers > 1 else ''} at a time, with the reaper
+in another terminal:
+  export TRAINYARD_TOKEN={secret}
+  trainyard submit examples/digits.json --watch
+Ctrl-C stops everything. The admin token (shown once):""", err=True)
+    click.echo(secret)
+
+    stopping = []
+
+    def stop(_signum: int, _frame: Any) -> None:
+        stopping.append(True)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping and all(c.poll() is None for c in children):
+        time.sleep(0.2)
+    failed = [c for c in children if c.poll() not in (None, 0)]
+    for c in children:
+        if c.poll() is None:
+            os.killpg(c.pid, signal.SIGTERM)
+    for c in children:
+        try:
+            c.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(c.pid, signal.SIGKILL)
+            c.wait()
+    if failed and not stopping:
+        _fail("a part of trainyard stopped unexpectedly; see its output above", 1)
+    click.echo("trainyard stopped", err=True)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def _wait_for_api(base: str, proc: Any, timeout_s: float = 60.0) -> None:
+    """Until the API answers, so the URLs printed next work when they are clicked."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(base + "/api/v1/health", timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers; a 503 says what is down, which its own log shows
+        except OSError:
+            time.sleep(0.2)

@@ -1,0 +1,8 @@
+"""trainyard's Python client: ``from trainyard import Client``.
+
+The service itself lives in ``service`` (API, store, CLI), ``worker`` and ``nncore``;
+this package is the stable import path for users of the API.
+"""
+from service.client import ApiError, ChecksumError, Client, NoSuchCheckpoint
+
+__all__ = ["ApiError", "ChecksumError", "Client", "NoSuchCheckpoint"]
