@@ -11,7 +11,12 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[plot]'
+	touch $@
+
+# the test tools (pytest, Playwright, schemathesis, ...) only for `make test`
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[plot,test]'
 	touch $@
 
 ## run: train the example job on this machine (progress bar, per-epoch metrics, checkpoints under runs/)
@@ -23,10 +28,10 @@ up: install
 	$(BIN)/trainyard up
 
 ## test: the whole test suite, slow tests included
-test: install
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
-lint: install
+lint: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet ruff
 	$(BIN)/ruff check nncore service worker tests bench
 
