@@ -10,6 +10,7 @@ COPY pyproject.toml README.md ./
 COPY nncore nncore
 COPY service service
 COPY worker worker
+COPY trainyard trainyard
 COPY migrations migrations
 COPY examples examples
 # editable: the migrations are read from /app/migrations next to the packages

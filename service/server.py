@@ -21,7 +21,8 @@ class _Gunicorn(BaseApplication):
         return self.application
 
 
-def serve(settings: Settings, host: str, port: int, workers: int = 2, threads: int = 4) -> None:
+def serve(settings: Settings, host: str, port: int, workers: int = 2, threads: int = 4,
+          access_log: bool = True) -> None:
     """Migrate the database to head, re-enqueue jobs the broker missed, and serve the API."""
     from .api import create_app
     from .queue import Enqueuer, enqueue_pending
@@ -35,7 +36,8 @@ def serve(settings: Settings, host: str, port: int, workers: int = 2, threads: i
     engine.dispose()
     app = create_app(settings)
     _Gunicorn(app, {"bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": "gthread",
-                    "accesslog": "-", "timeout": 60, "graceful_timeout": 10,
+                    "accesslog": "-" if access_log else None, "loglevel": "info" if access_log else "warning",
+                    "timeout": 60, "graceful_timeout": 10,
                     # let Flask see long URLs and answer with a documented problem document,
                     # not gunicorn's HTML "414 URI Too Long"
                     "limit_request_line": 0}).run()

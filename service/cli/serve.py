@@ -19,6 +19,7 @@ def _settings(database_url: str | None = None, artifact_dir: Path | None = None,
     return Settings.from_env(database_url=database_url, artifact_dir=artifact_dir, broker_url=broker_url)
 
 
+_quiet_option = click.option("--quiet", is_flag=True, help="Log warnings and errors only (no banner, no access log).")
 _db_option = click.option("--database-url", envvar="TRAINYARD_DATABASE_URL",
                           help="SQLAlchemy URL [env TRAINYARD_DATABASE_URL; default a SQLite file in ./var].")
 
@@ -71,15 +72,17 @@ def token_create(name: str, admin: bool, database_url: str | None) -> None:
 @click.option("--broker-url", envvar="TRAINYARD_BROKER_URL", help="Celery broker [env TRAINYARD_BROKER_URL].")
 @click.option("--artifact-dir", envvar="TRAINYARD_ARTIFACT_DIR", type=click.Path(file_okay=False, path_type=Path),
               help="Checkpoints and datasets [env TRAINYARD_ARTIFACT_DIR].")
+@_quiet_option
 def api(host: str, port: int, workers: int, database_url: str | None, broker_url: str | None,
-        artifact_dir: Path | None) -> None:
-    """Serve the HTTP API (gunicorn), migrating the database first."""
+        artifact_dir: Path | None, quiet: bool) -> None:
+    """Serve the HTTP API (gunicorn) and the dashboard at /, migrating the database first."""
     from ..server import serve
 
     settings = _settings(database_url, artifact_dir, broker_url)
-    click.echo(f"trainyard API on http://{host}:{port}/api/v1 (docs at /api/v1/docs), "
-               f"database {_safe_url(settings.database_url)}", err=True)
-    serve(settings, host, port, workers)
+    if not quiet:
+        click.echo(f"trainyard API on http://{host}:{port}/api/v1 (docs at /api/v1/docs), dashboard at "
+                   f"http://{host}:{port}/, database {_safe_url(settings.database_url)}", err=True)
+    serve(settings, host, port, workers, access_log=not quiet)
 
 
 @main.command()
@@ -91,8 +94,9 @@ def api(host: str, port: int, workers: int, database_url: str | None, broker_url
 @click.option("--artifact-dir", envvar="TRAINYARD_ARTIFACT_DIR", type=click.Path(file_okay=False, path_type=Path),
               help="Checkpoints and datasets [env TRAINYARD_ARTIFACT_DIR].")
 @click.option("--loglevel", default="info", show_default=True)
+@_quiet_option
 def worker(concurrency: int, queues: str, database_url: str | None, broker_url: str | None,
-           artifact_dir: Path | None, loglevel: str) -> None:
+           artifact_dir: Path | None, loglevel: str, quiet: bool) -> None:
     """Run a Celery worker that trains submitted jobs (and the reaper that recovers
     jobs of dead workers)."""
     # the Celery app reads its settings from the environment when it is imported
@@ -113,8 +117,9 @@ def worker(concurrency: int, queues: str, database_url: str | None, broker_url: 
     presence = Presence(settings, concurrency, queues)
     presence.start()
     try:
-        celery.worker_main(["worker", f"--concurrency={concurrency}", f"--queues={queues}",
-                            f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"])
+        celery.worker_main([*(["--quiet"] if quiet else []), "worker", f"--concurrency={concurrency}",
+                            f"--queues={queues}", f"--loglevel={'warning' if quiet else loglevel}",
+                            "--without-gossip", "--without-mingle"])
     finally:
         presence.stop()
         reaper.stop()
@@ -146,9 +151,9 @@ def up(host: str, port: int, n_workers: int) -> None:
            "TRAINYARD_BROKER_URL": settings.broker_url, "TRAINYARD_ARTIFACT_DIR": str(settings.artifact_dir)}
     # the parts log to stderr: stdout carries only the token, for scripts
     children = [
-        subprocess.Popen(exe + ["api", "--host", host, "--port", str(port)], env=env, start_new_session=True,
-                         stdout=sys.stderr),
-        subprocess.Popen(exe + ["worker", "--concurrency", str(n_workers), "--loglevel", "warning"], env=env,
+        subprocess.Popen(exe + ["api", "--host", host, "--port", str(port), "--quiet"], env=env,
+                         start_new_session=True, stdout=sys.stderr),
+        subprocess.Popen(exe + ["worker", "--concurrency", str(n_workers), "--quiet"], env=env,
                          start_new_session=True, stdout=sys.stderr),
     ]
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
