@@ -43,7 +43,7 @@ def _job_line(job: dict[str, Any]) -> str:
     p = job.get("progress") or {}
     progress = f"epoch {p['epoch']}/{p['epochs']}" if p.get("epochs") else ""
     return (f"{job['id']:>6}  {job['status']:<10} {job.get('name') or '-':<20} {progress:<14} "
-            f"{_validation(job.get('result')):<26} {job['created_at']}")
+            f"{_validation(job.get('result')):<30} {job['created_at']}")
 
 
 def _validation(result: dict[str, Any] | None) -> str:
@@ -121,7 +121,7 @@ def jobs(status: str | None, limit: int, url: str, token: str | None, as_json: b
     if as_json:
         click.echo(json.dumps(page))
         return
-    click.echo(f"{'id':>6}  {'status':<10} {'name':<20} {'progress':<14} {'validation':<26} created")
+    click.echo(f"{'id':>6}  {'status':<10} {'name':<20} {'progress':<14} {'validation':<30} created")
     for job in page["items"]:
         click.echo(_job_line(job))
 

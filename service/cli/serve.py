@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -159,6 +160,8 @@ def up(host: str, port: int, n_workers: int) -> None:
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     _wait_for_api(base, children[0])
     embedded = " (embedded, no server needed)" if settings.broker_url.startswith("sqla+") else ""
+    # the command as this shell can run it (a virtualenv's bin is often not on PATH)
+    cli = "trainyard" if shutil.which("trainyard") == os.path.abspath(sys.argv[0]) else os.path.relpath(sys.argv[0])
     click.echo(f"""trainyard is up
   dashboard  {base}/   (sign in with the admin token below)
   API        {base}/api/v1   (docs {base}/api/v1/docs)
@@ -168,7 +171,7 @@ def up(host: str, port: int, n_workers: int) -> None:
   workers    1 worker training {n_workers} job{'s' if n_workers > 1 else ''} at a time, with the reaper
 in another terminal:
   export TRAINYARD_TOKEN={secret}
-  trainyard submit examples/digits.json --watch
+  {cli} submit examples/digits.json --watch
 Ctrl-C stops everything. The admin token (shown once):""", err=True)
     click.echo(secret)
 
