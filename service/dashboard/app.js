@@ -283,8 +283,11 @@ class Chart {
     this.container = container;
     this.plot = null;
     this.key = "";
-    this.resize = () => this.plot && this.plot.setSize(this.size());
-    window.addEventListener("resize", this.resize);
+    // follow the container's width (window resizes, panels shown after the first draw)
+    this.observer = new ResizeObserver(() => {
+      if (this.plot && this.plot.width !== this.size().width) this.plot.setSize(this.size());
+    });
+    this.observer.observe(container);
   }
 
   size() {
@@ -338,7 +341,7 @@ class Chart {
   }
 
   destroy() {
-    window.removeEventListener("resize", this.resize);
+    this.observer.disconnect();
     if (this.plot) this.plot.destroy();
   }
 }
@@ -432,9 +435,11 @@ function jobView(main, id) {
     }
     for (const c of CHARTS) {
       const { chart, panel } = charts.get(c.id);
-      const has = chart.update(byName[c.x]);
-      // loss and the learning rate are always shown; other charts only when they apply
+      const has = c.series.some((n) => byName[c.x][n]);
+      // loss and the learning rate are always shown; other charts only when they apply.
+      // Shown before drawing, so the chart is drawn at the panel's width.
       panel.hidden = !has && !["loss", "lr"].includes(c.id);
+      chart.update(byName[c.x]);
     }
   }
 
