@@ -43,7 +43,7 @@ def _job_line(job: dict[str, Any]) -> str:
     p = job.get("progress") or {}
     progress = f"epoch {p['epoch']}/{p['epochs']}" if p.get("epochs") else ""
     return (f"{job['id']:>6}  {job['status']:<10} {job.get('name') or '-':<20} {progress:<14} "
-            f"{_validation(job.get('result')):<30} {job['created_at']}")
+            f"{_validation(job.get('result')):<30} {_local_time(job['created_at'])}")
 
 
 def _validation(result: dict[str, Any] | None) -> str:
