@@ -185,15 +185,22 @@ Ctrl-C stops everything. The admin token (shown once):""", err=True)
     while not stopping and all(c.poll() is None for c in children):
         time.sleep(0.2)
     failed = [c for c in children if c.poll() not in (None, 0)]
+    # SIGTERM to each part's main process only: gunicorn and Celery then stop their own
+    # children in order (a signal to the whole group would kill the pool under Celery)
     for c in children:
         if c.poll() is None:
-            os.killpg(c.pid, signal.SIGTERM)
+            c.terminate()
     for c in children:
         try:
             c.wait(timeout=20)
         except subprocess.TimeoutExpired:
+            pass
+        # whatever is left of the group (a job's MPI ranks, a stuck child) goes now
+        try:
             os.killpg(c.pid, signal.SIGKILL)
-            c.wait()
+        except ProcessLookupError:
+            pass
+        c.wait()
     if failed and not stopping:
         _fail("a part of trainyard stopped unexpectedly; see its output above", 1)
     click.echo("trainyard stopped", err=True)
