@@ -35,6 +35,14 @@ def test_up_serves_trains_and_stops_cleanly_on_ctrl_c(tmp_path):
         except requests.ConnectionError:
             time.sleep(0.2)
     family = descendants(proc.pid)
+    dashboard = requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+    assert dashboard.status_code == 200 and "<title>trainyard</title>" in dashboard.text
+    deadline_log = time.monotonic() + 10
+    while "Ctrl-C stops everything" not in (tmp_path / "up.log").read_text() and time.monotonic() < deadline_log:
+        time.sleep(0.1)
+    log = (tmp_path / "up.log").read_text()
+    assert f"dashboard  http://127.0.0.1:{port}/" in log and f"export TRAINYARD_TOKEN={token}" in log
+    assert "celery@" not in log, "the worker's banner is not shown by up"
     s = requests.Session()
     s.headers["Authorization"] = f"Bearer {token}"
     job_id = s.post(api + "/jobs", json={"spec": XOR}).json()["id"]
