@@ -8,6 +8,8 @@ const TOKEN_KEY = "trainyard.token";
 const REFRESH_MS = 2000;
 // points per series asked of the server; it keeps each range's first, last, min and max
 const MAX_POINTS = 800;
+// new points fetched per poll at most (the rest comes with the next poll)
+const NEW_POINTS_PAGE = 10000;
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 const COLORS = ["#1f6feb", "#e8710a", "#12a150", "#b42318", "#7c3aed", "#0e7490"];
 
@@ -93,6 +95,24 @@ function bytes(n) {
   if (n < 1024) return `${n} B`;
   if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
   return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+}
+
+// The server's reduction, done here on points already loaded: the first and last
+// point and each of the equal step ranges' lowest and highest, so spikes survive.
+function downsample(points, maxPoints) {
+  const first = points[0];
+  const last = points[points.length - 1];
+  const buckets = Math.max(1, Math.floor((maxPoints - 2) / 2));
+  const span = last[0] - first[0] + 1;
+  const low = new Map();
+  const high = new Map();
+  for (const p of points) {
+    const b = Math.floor(((p[0] - first[0]) * buckets) / span);
+    if (!low.has(b) || p[2] < low.get(b)[2]) low.set(b, p);
+    if (!high.has(b) || p[2] > high.get(b)[2]) high.set(b, p);
+  }
+  const kept = new Set([first, last, ...low.values(), ...high.values()]);
+  return points.filter((p) => kept.has(p));
 }
 
 const badge = (text, kind = text) => h("span", { class: `badge ${kind}` }, text);
@@ -362,6 +382,9 @@ function jobView(main, id) {
   let lastEventId = 0;
   let specShown = false;
   let metricsDone = false;
+  // per series: [step, epoch, value] in step order; the largest step fetched so far
+  const series = {};
+  let lastStep = -1;
 
   app.cleanup.push(() => { for (const { chart } of charts.values()) chart.destroy(); });
   main.replaceChildren(
@@ -426,20 +449,41 @@ function jobView(main, id) {
     }
   }
 
+  // The first load asks the server for every series downsampled; after that only the
+  // points past the last step seen are fetched and appended, so a poll stays cheap
+  // however long the job has run.
   async function refreshMetrics() {
-    const page = await api(`/jobs/${id}/metrics?max_points=${MAX_POINTS}`);
-    const byName = { step: {}, epoch: {} };
-    for (const pt of page.items) {
-      (byName.step[pt.name] ||= []).push([pt.step, pt.value]);
-      (byName.epoch[pt.name] ||= []).push([pt.epoch, pt.value]);
+    if (lastStep < 0) {
+      const page = await api(`/jobs/${id}/metrics?max_points=${MAX_POINTS}`);
+      addPoints(page.items);
+    } else {
+      const page = await api(`/jobs/${id}/metrics?after_step=${lastStep}&limit=${NEW_POINTS_PAGE}`);
+      // a cut page may end part-way through a step: keep that step for the next poll
+      const cut = page.next_page_token ? Math.max(...page.items.map((p) => p.step)) : null;
+      addPoints(cut === null ? page.items : page.items.filter((p) => p.step < cut));
+    }
+    const byX = { step: {}, epoch: {} };
+    for (const [name, pts] of Object.entries(series)) {
+      byX.step[name] = pts.map((p) => [p[0], p[2]]);
+      byX.epoch[name] = pts.map((p) => [p[1], p[2]]);
     }
     for (const c of CHARTS) {
       const { chart, panel } = charts.get(c.id);
-      const has = c.series.some((n) => byName[c.x][n]);
+      const has = c.series.some((n) => series[n] && series[n].length);
       // loss and the learning rate are always shown; other charts only when they apply.
       // Shown before drawing, so the chart is drawn at the panel's width.
       panel.hidden = !has && !["loss", "lr"].includes(c.id);
-      chart.update(byName[c.x]);
+      chart.update(byX[c.x]);
+    }
+  }
+
+  function addPoints(items) {
+    for (const p of items) {
+      (series[p.name] ||= []).push([p.step, p.epoch, p.value]);
+      if (p.step > lastStep) lastStep = p.step;
+    }
+    for (const [name, pts] of Object.entries(series)) {
+      if (pts.length > 3 * MAX_POINTS) series[name] = downsample(pts, MAX_POINTS);
     }
   }
 

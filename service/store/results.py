@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Row, func, insert, or_, select, tuple_, update
+from sqlalchemy import Row, and_, case, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -178,24 +178,28 @@ def _downsampled(session: Session, where: list[Any], max_points: int) -> list[Ro
         if count <= max_points:
             points += session.execute(select(*_POINT_COLUMNS).where(*one)).all()
             continue
-        first = session.execute(select(*_POINT_COLUMNS).where(*one).order_by(Metric.step, Metric.id)
-                                .limit(1)).one()
-        last = session.execute(select(*_POINT_COLUMNS).where(*one).order_by(Metric.step.desc(), Metric.id.desc())
-                               .limit(1)).one()
         buckets = (max_points - 2) // 2
-        # integer division on both backends: equal step ranges numbered 0..buckets-1
+        # Aggregates and a join rather than window functions: two passes over the series
+        # with no sort, 3-5x faster on a million points (bench/dashboard.py).
+        # Integer division on both backends: equal step ranges numbered 0..buckets-1.
         bucket = ((Metric.step - lo) * buckets // (hi - lo + 1)).label("bucket")
-        inner = select(*_POINT_COLUMNS, bucket).where(*one, Metric.id.not_in([first.id, last.id])).subquery()
-        ranked = select(
-            inner,
-            func.row_number().over(partition_by=inner.c.bucket,
-                                   order_by=(inner.c.value, inner.c.step, inner.c.id)).label("low"),
-            func.row_number().over(partition_by=inner.c.bucket,
-                                   order_by=(inner.c.value.desc(), inner.c.step, inner.c.id)).label("high"),
-        ).subquery()
-        cols = [ranked.c[c.key] for c in _POINT_COLUMNS]
-        points += [first, last]
-        points += session.execute(select(*cols).where(or_(ranked.c.low == 1, ranked.c.high == 1))).all()
+        rows = select(Metric.step, Metric.value, bucket).where(*one).subquery()
+        extremes = select(rows.c.bucket, func.min(rows.c.value).label("low"), func.max(rows.c.value).label("high")
+                          ).group_by(rows.c.bucket).subquery()
+        # the first step holding each range's lowest and highest value (a constant
+        # series ties everywhere: this keeps it to two points per range)
+        found = session.execute(
+            select(func.min(case((rows.c.value == extremes.c.low, rows.c.step))),
+                   func.min(case((rows.c.value == extremes.c.high, rows.c.step))))
+            .join(extremes, and_(extremes.c.bucket == rows.c.bucket,
+                                 or_(rows.c.value == extremes.c.low, rows.c.value == extremes.c.high)))
+            .group_by(rows.c.bucket)).all()
+        steps = {lo, hi} | {step for pair in found for step in pair if step is not None}
+        chosen = session.execute(select(*_POINT_COLUMNS).where(*one, Metric.step.in_(sorted(steps)))
+                                 .order_by(Metric.step, Metric.id)).all()
+        # a resumed job can repeat a step: its first point stands for it
+        seen: set[int] = set()
+        points += [p for p in chosen if not (p.step in seen or seen.add(p.step))]
     points.sort(key=lambda p: (p.step, p.name, p.id))
     return points
 

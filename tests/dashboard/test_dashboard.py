@@ -164,6 +164,12 @@ def test_dashboard_end_to_end(stack, browser):
     assert ui.points("accuracy") > 0 and "epoch_accuracy" in page.get_attribute("#chart-accuracy", "data-series")
     ui.shot("06-job-succeeded")
 
+    # the page's own reduction of long series: first, last and each range's extremes
+    kept = page.evaluate("""() => downsample(Array.from({length: 10000},
+        (_, i) => [i, Math.floor(i / 100), i === 4321 ? 50 : i === 777 ? -1 : 1 / (i + 1)]), 100).map((p) => p[0])""")
+    assert kept[0] == 0 and kept[-1] == 9999 and 4321 in kept and 777 in kept
+    assert len(kept) <= 100 and kept == sorted(kept)
+
     assert ui.errors == [], ui.errors
 
 
