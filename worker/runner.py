@@ -146,7 +146,7 @@ class Reporter(Callback):
         self._done = threading.Event()
         self._last_step_t = time.monotonic()
         self._started = time.monotonic()
-        self._first_epoch: int | None = None
+        self._first: tuple[int, int] | None = None
         self._progress: tuple[int, int] | None = None
         self._latest: dict[str, float] = {}
         self.error: BaseException | None = None
@@ -159,6 +159,9 @@ class Reporter(Callback):
         self._steps.append((log_.step, log_.epoch + 1, log_.loss, log_.lr, log_.grad_norm,
                             log_.samples / dt if dt > 0 else math.nan))
         self._progress = (log_.epoch, log_.step)
+        if self._first is None:
+            # where this attempt started (a resumed job does not start at 0), for the ETA
+            self._first = (log_.epoch, log_.step - 1)
 
     def on_epoch(self, trainer: Any, logs: dict[str, float]) -> None:
         with self._lock:
@@ -199,10 +202,13 @@ class Reporter(Callback):
                 insert_metric_points(s, self.job_id, rows)
             if progress is not None:
                 epoch, step = progress
-                if self._first_epoch is None:
-                    self._first_epoch = epoch
+                first_epoch, first_step = self._first or (epoch, step)
                 elapsed = time.monotonic() - self._started
-                done = (epoch - self._first_epoch) / max(1, self.epochs - self._first_epoch)
+                if self.steps_per_epoch > 1:  # by steps: an ETA within the first epoch already
+                    total = self.epochs * self.steps_per_epoch
+                    done = (step - first_step) / max(1, total - first_step)
+                else:  # MPI ranks report epochs only
+                    done = (epoch - first_epoch) / max(1, self.epochs - first_epoch)
                 eta = elapsed / done - elapsed if done > 0 else None
                 s.execute(update(Job).where(Job.id == self.job_id).values(
                     progress={"epoch": epoch, "step": step, "epochs": self.epochs,

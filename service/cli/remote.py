@@ -83,7 +83,6 @@ def submit(spec_file: Path, priority: int, watch: bool, url: str, token: str | N
 
 
 def _watch(client: Any, job_id: int, as_json: bool) -> dict[str, Any]:
-
     tty = sys.stderr.isatty() and not as_json
     while True:
         job = _call(client.job, job_id)
@@ -92,8 +91,11 @@ def _watch(client: Any, job_id: int, as_json: bool) -> dict[str, Any]:
             done = p["epoch"] / p["epochs"]
             bar = "#" * int(30 * done) + "-" * (30 - int(30 * done))
             eta = p.get("eta_s")
-            sys.stderr.write(f"\rjob {job_id} {job['status']} [{bar}] epoch {p['epoch']}/{p['epochs']}"
-                             + (f" eta {_duration(eta)}" if eta is not None else "") + "   ")
+            # the latest epoch's figures, which the worker sends with the progress
+            latest = p.get("metrics") or {}
+            figures = "".join(f" {k} {latest[k]:.4f}" for k in ("loss", "val_loss", "val_accuracy") if k in latest)
+            sys.stderr.write(f"\rjob {job_id} {job['status']} [{bar}] epoch {p['epoch']}/{p['epochs']}{figures}"
+                             + (f" eta {_duration(eta)}" if eta is not None else "") + "\033[K")
             sys.stderr.flush()
         if job["status"] in ("succeeded", "failed", "cancelled"):
             if tty:

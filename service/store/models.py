@@ -161,7 +161,9 @@ class Job(Base):
 
 class Metric(Base):
     __tablename__ = "metrics"
-    __table_args__ = (Index("ix_metrics_series", "job_id", "name", "step"),)
+    # series: one series by step; job_step: every series past a step (the dashboard's polls)
+    __table_args__ = (Index("ix_metrics_series", "job_id", "name", "step"),
+                      Index("ix_metrics_job_step", "job_id", "step"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Row, and_, case, func, insert, or_, select, tuple_, update
+from sqlalchemy import Row, and_, case, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -173,6 +173,12 @@ def _downsampled(session: Session, where: list[Any], max_points: int) -> list[Ro
     series = session.execute(select(Metric.name, func.count(), func.min(Metric.step), func.max(Metric.step))
                              .where(*where).group_by(Metric.name)).all()
     points: list[Row[Any]] = []
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres and any(count > max_points for _, count, _, _ in series):
+        # A series being written has stale planner statistics (estimated at 1 row), and
+        # PostgreSQL then joins it to its own aggregate in a nested loop: 0.6 s for 10k
+        # points. Hash joins are right for any size here.
+        session.execute(text("SET LOCAL enable_nestloop = off"))
     for name, count, lo, hi in series:
         one = [*where, Metric.name == name]
         if count <= max_points:
@@ -200,6 +206,8 @@ def _downsampled(session: Session, where: list[Any], max_points: int) -> list[Ro
         # a resumed job can repeat a step: its first point stands for it
         seen: set[int] = set()
         points += [p for p in chosen if not (p.step in seen or seen.add(p.step))]
+    if postgres:
+        session.execute(text("SET LOCAL enable_nestloop TO DEFAULT"))
     points.sort(key=lambda p: (p.step, p.name, p.id))
     return points
 

@@ -261,3 +261,44 @@ def test_predict_prints_the_labels_of_the_checkpoint_model(stack, iris_job, tmp_
     words.write_text("a,b,c,d\n1,2,3,4\n1,two,3,4\n")
     refused = run(server, "predict", str(iris_job), str(words))
     assert refused.returncode == 2 and f"{words} line 3: 'two' is not a number" in refused.stderr
+
+
+def test_watch_on_a_terminal_draws_epoch_loss_and_eta(stack, tmp_path):
+    import os
+    import pty
+    import re
+    import select
+
+    server, workers = stack
+    if not any(p.poll() is None for p in workers.procs):
+        workers.start()
+    # one sample per step: a few seconds of training, long enough for several frames
+    spec = {"name": "digits-sgd", "model": {"input_dim": 64, "layers": [{"units": 32, "activation": "relu"},
+                                                                        {"units": 10, "activation": "softmax"}]},
+            "loss": "categorical_cross_entropy", "optimizer": {"name": "sgd", "lr": 0.01},
+            "data": {"dataset": "digits", "validation_split": 0.2, "standardize": True},
+            "batch_size": 1, "epochs": 12, "seed": 1}
+    path = tmp_path / "slow.json"
+    path.write_text(json.dumps(spec))
+    primary, secondary = pty.openpty()
+    env = {**server.env, "TRAINYARD_URL": server.url, "TRAINYARD_TOKEN": server.tokens["alice"]}
+    proc = subprocess.Popen(trainyard_cmd() + ["submit", str(path), "--watch"], env=env, stdout=secondary,
+                            stderr=secondary)
+    os.close(secondary)
+    out = b""
+    while select.select([primary], [], [], 120)[0]:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # the terminal closes with the process
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(primary)
+    assert proc.wait(timeout=30) == 0
+    text = out.decode()
+    frames = [f for f in re.split(r"[\r\n]", text) if "[" in f and "epoch" in f]
+    drawn = [f for f in frames if re.search(r"epoch \d+/12 loss \d+\.\d{4} val_loss \d+\.\d{4} "
+                                            r"val_accuracy \d\.\d{4} eta \d+:\d\d", f)]
+    assert drawn, text
+    assert "succeeded" in text.strip().splitlines()[-1]
