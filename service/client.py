@@ -76,6 +76,10 @@ class Client:
         except requests.Timeout:
             raise ConnectionError(f"the trainyard API at {self.url} did not answer within "
                                   f"{self.timeout:g} s") from None
+        except requests.exceptions.InvalidJSONError:
+            # NaN and Infinity are not JSON; nothing was sent
+            raise ValueError(f"cannot send this to {path}: it holds NaN or Infinity, which JSON cannot "
+                             "carry; replace them with numbers") from None
         if resp.status_code >= 400:
             try:
                 problem = resp.json()

@@ -4,6 +4,7 @@ download, datasets, predict). Server and token from --url/--token or the environ
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from datetime import datetime
@@ -37,6 +38,8 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         _fail(str(exc), 2 if exc.status in (400, 422) else 1)
     except (ConnectionError, NoSuchCheckpoint, ChecksumError) as exc:
         _fail(str(exc), 1)
+    except ValueError as exc:  # input the client refused to send (NaN, say)
+        _fail(str(exc), 2)
 
 
 def _job_line(job: dict[str, Any]) -> str:
@@ -396,6 +399,10 @@ def _read_rows(file: Path) -> list[list[float]]:
         _fail(f"cannot read {name}: {getattr(exc, 'strerror', None) or exc}")
     if not rows:
         _fail(f"{name} has no rows to predict")
+    for i, row in enumerate(rows, start=1):
+        bad = next((v for v in row if isinstance(v, float) and not math.isfinite(v)), None)
+        if bad is not None:
+            _fail(f"{name} row {i}: {bad} is not a finite number; the model needs a number for every feature")
     return rows
 
 

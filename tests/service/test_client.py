@@ -38,6 +38,11 @@ def test_client_calls_and_problem_documents(api_server, tmp_path):
     assert info.value.status == 401
     with pytest.raises(ConnectionError, match="cannot reach"):
         Client("http://127.0.0.1:9", "x").jobs()
+    # NaN is not JSON: refused before anything is sent, and no job appears
+    before = len(c.jobs()["items"])
+    with pytest.raises(ValueError, match="NaN or Infinity"):
+        c.submit({**XOR, "optimizer": {"name": "sgd", "lr": float("nan")}})
+    assert len(c.jobs()["items"]) == before
 
 
 @dataclass

@@ -261,6 +261,18 @@ def test_predict_prints_the_labels_of_the_checkpoint_model(stack, iris_job, tmp_
     words.write_text("a,b,c,d\n1,2,3,4\n1,two,3,4\n")
     refused = run(server, "predict", str(iris_job), str(words))
     assert refused.returncode == 2 and f"{words} line 3: 'two' is not a number" in refused.stderr
+    # NaN and Infinity parse as floats but are no input for a model, nor valid JSON
+    for fmt, text in (("csv", "1,2,3,4\n5,nan,6,7\n"), ("json", "[[1, 2, 3, 4], [1, Infinity, 3, 4]]")):
+        holes = tmp_path / f"holes.{fmt}"
+        holes.write_text(text)
+        refused = run(server, "predict", str(iris_job), str(holes))
+        assert refused.returncode == 2 and "row 2:" in refused.stderr and "not a finite number" in refused.stderr
+        assert_clean(refused)
+    spec = tmp_path / "nan-spec.json"
+    spec.write_text(json.dumps({**IRIS, "optimizer": {"name": "sgd", "lr": float("nan")}}))
+    refused = run(server, "submit", str(spec))
+    assert refused.returncode == 2 and "NaN or Infinity" in refused.stderr
+    assert_clean(refused)
 
 
 def test_watch_on_a_terminal_draws_epoch_loss_and_eta(stack, tmp_path):
