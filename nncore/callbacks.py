@@ -138,54 +138,85 @@ class EarlyStopping:
 
 
 class Checkpointer(Callback):
-    """Write ``epoch-NNNNN.npz`` every ``every`` epochs and at the end, keeping the
-    last ``keep_last`` files (0 keeps all). ``extra`` goes into every checkpoint
-    (the spec, the standardiser, ...)."""
+    """Write ``epoch-NNNNN{name_suffix}.npz`` every ``every`` epochs and at the end,
+    keeping the last ``keep_last`` files (0 keeps all) and, with ``keep_best``, the
+    best one by ``best_metric``. ``extra`` goes into every checkpoint (the spec, the
+    standardiser, ...).
+
+    Everything that decides best and retention (the best value and epoch, which files
+    are kept) is decided *before* a file is written and stored in it under
+    ``checkpointer``, so a run resumed from any checkpoint (:meth:`load_state_dict`)
+    keeps and marks exactly the files an uninterrupted run would.
+
+    ``on_save(trainer, epoch, path, sha256)`` is called after each file is written;
+    ``on_delete(epoch, path)``, when given, takes over deleting a file retention drops
+    (whoever lists checkpoints elsewhere removes the listing first, then the file).
+    """
 
     def __init__(self, directory: str | os.PathLike, every: int = 1, keep_last: int = 0,
                  extra: dict[str, Any] | None = None,
                  on_save: Callable[[Trainer, int, Path, str], None] | None = None,
                  on_delete: Callable[[int, Path], None] | None = None, best_metric: str | None = None,
-                 keep_best: bool = True) -> None:
+                 keep_best: bool = True, name_suffix: str = "") -> None:
         self.directory = Path(directory)
         self.every = check_number("checkpoint_every", every, low=0, integer=True)
         self.keep_last = check_number("keep_last", keep_last, low=0, integer=True)
         self.extra = dict(extra or {})
-        # hooks for whoever records checkpoints elsewhere (the service's SQL rows)
         self.on_save, self.on_delete = on_save, on_delete
-        # the best checkpoint by ``best_metric`` survives retention when keep_best
         self.best_metric, self.keep_best = best_metric, keep_best
+        # files of different attempts of one job never share a name (see the worker)
+        self.name_suffix = name_suffix
         self.best_epoch: int | None = None
         self._best_value = math.inf
         self.last_is_best = False
-        self.written: list[tuple[int, Path, str]] = []  # (epoch, path, sha256)
+        # the kept files, oldest first: (epoch, path, sha256; "" for one an earlier run wrote)
+        self.written: list[tuple[int, Path, str]] = []
+
+    def _key(self, trainer: Trainer) -> float | None:
+        value = trainer.history[-1].get(self.best_metric) if (self.best_metric and trainer.history) else None
+        if value is None or not math.isfinite(value):
+            return None
+        return -value if any(k in self.best_metric for k in ("accuracy", "r2")) else value
 
     def save(self, trainer: Trainer) -> Path:
-        path = self.directory / f"epoch-{trainer.epoch:05d}.npz"
-        if self.written and self.written[-1][1] == path:
-            return path
-        digest = save_checkpoint(path, {**trainer.state_dict(), **self.extra})
-        self.written.append((trainer.epoch, path, digest))
-        self.last_is_best = False
-        value = trainer.history[-1].get(self.best_metric) if (self.best_metric and trainer.history) else None
-        if value is not None and math.isfinite(value):
-            key = -value if any(k in self.best_metric for k in ("accuracy", "r2")) else value
-            if key < self._best_value:
-                self._best_value, self.best_epoch, self.last_is_best = key, trainer.epoch, True
-        if self.on_save is not None:
-            self.on_save(trainer, trainer.epoch, path, digest)
+        epoch = trainer.epoch
+        if self.written and self.written[-1][0] == epoch:
+            return self.written[-1][1]
+        path = self.directory / f"epoch-{epoch:05d}{self.name_suffix}.npz"
+        key = self._key(trainer)
+        is_best = key is not None and key < self._best_value
+        best_value, best_epoch = (key, epoch) if is_best else (self._best_value, self.best_epoch)
+        kept = [*self.written, (epoch, path, "")]
+        dropped = []
         if self.keep_last:
-            # the newest keep_last files stay, and the best one when keep_best
-            old = self.written[:-self.keep_last]
-            for item in old:
-                epoch, old_path, _ = item
-                if self.keep_best and epoch == self.best_epoch:
-                    continue
-                self.written.remove(item)
+            dropped = [item for item in kept[:-self.keep_last] if not (self.keep_best and item[0] == best_epoch)]
+            kept = [item for item in kept if item not in dropped]
+        own = {"best_value": None if math.isinf(best_value) else best_value, "best_epoch": best_epoch,
+               "kept": [[e, p.name] for e, p, _ in kept]}
+        digest = save_checkpoint(path, {**trainer.state_dict(), **self.extra, "checkpointer": own})
+        self._best_value, self.best_epoch, self.last_is_best = best_value, best_epoch, is_best
+        self.written = [*kept[:-1], (epoch, path, digest)]
+        if self.on_save is not None:
+            self.on_save(trainer, epoch, path, digest)
+        for old_epoch, old_path, _ in dropped:
+            if self.on_delete is not None:
+                self.on_delete(old_epoch, old_path)
+            else:
                 old_path.unlink(missing_ok=True)
-                if self.on_delete is not None:
-                    self.on_delete(epoch, old_path)
         return path
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        """Continue from the ``checkpointer`` entry of a checkpoint (None: from nothing)."""
+        state = state or {}
+        best = state.get("best_value")
+        self._best_value = math.inf if best is None else float(best)
+        self.best_epoch = state.get("best_epoch")
+        self.written = [(int(e), self.directory / name, "") for e, name in state.get("kept", [])]
+        self.last_is_best = False
+
+    @property
+    def kept_epochs(self) -> set[int]:
+        return {e for e, _, _ in self.written}
 
     @property
     def latest(self) -> Path | None:

@@ -89,6 +89,9 @@ def rank_main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--steps", action="store_true", help="emit a step event per update")
     ap.add_argument("--data-path", help="the file of an uploaded dataset the spec names by id")
     ap.add_argument("--target", help="its target column (name, or index as digits)")
+    ap.add_argument("--checkpoint-suffix", default="", help="appended to checkpoint file names (one per attempt)")
+    ap.add_argument("--launcher-deletes", action="store_true",
+                    help="leave deleting the checkpoints retention drops to the launcher (checkpoint_deleted events)")
     args = ap.parse_args(argv)
     reducer = MPIReducer()
     rank = reducer.rank
@@ -106,7 +109,9 @@ def _run_rank(args: argparse.Namespace, reducer: MPIReducer, rank: int) -> None:
         emitter = [EventEmitter(_emit, steps=args.steps)] if rank == 0 else []
         target = int(args.target) if args.target and args.target.isdigit() else args.target
         job = Job(spec, out_dir=args.out, callbacks=emitter, reducer=reducer, data_path=args.data_path,
-                  data_target=target, checkpoint_hooks=_checkpoint_events() if rank == 0 else None)
+                  data_target=target,
+                  checkpoint_hooks=_checkpoint_events(args.checkpoint_suffix, args.launcher_deletes)
+                  if rank == 0 else None)
         if args.resume:
             job.resume(args.resume)
         # every rank starts from rank 0's parameters, whatever their own initialisation
@@ -122,8 +127,10 @@ def _run_rank(args: argparse.Namespace, reducer: MPIReducer, rank: int) -> None:
         reducer.abort(2)
 
 
-def _checkpoint_events() -> dict[str, Any]:
-    """Rank 0 tells the launcher about every checkpoint written and deleted."""
+def _checkpoint_events(suffix: str, launcher_deletes: bool) -> dict[str, Any]:
+    """Rank 0 tells the launcher about every checkpoint written and dropped; with
+    ``launcher_deletes`` it leaves deleting the dropped files to the launcher (which
+    unlists a checkpoint before its file goes)."""
     def on_save(trainer: Any, epoch: int, path: Path, digest: str) -> None:
         best = next((cb for cb in trainer.callbacks if hasattr(cb, "last_is_best")), None)
         _emit({"event": "checkpoint", "epoch": epoch, "step": trainer.step, "path": str(path), "sha256": digest,
@@ -131,9 +138,11 @@ def _checkpoint_events() -> dict[str, Any]:
                "is_best": bool(best and best.last_is_best)})
 
     def on_delete(epoch: int, path: Path) -> None:
+        if not launcher_deletes:
+            path.unlink(missing_ok=True)
         _emit({"event": "checkpoint_deleted", "epoch": epoch, "path": str(path)})
 
-    return {"on_save": on_save, "on_delete": on_delete}
+    return {"on_save": on_save, "on_delete": on_delete, "name_suffix": suffix}
 
 
 @contextlib.contextmanager

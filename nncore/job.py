@@ -162,6 +162,8 @@ class Job:
         """Continue from a checkpoint: the rest of training is as if never stopped."""
         state = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
         self.trainer.load_state_dict(state)
+        if self.checkpointer is not None:
+            self.checkpointer.load_state_dict(state.get("checkpointer"))
 
     def run(self) -> TrainResult:
         return self.trainer.fit(self.data.train, self.data.val)
@@ -226,10 +228,6 @@ class Model:
     def predict_labels(self, X: np.ndarray) -> np.ndarray:
         from .metrics import predicted_labels
         return predicted_labels(self.predict(X))
-
-
-def spec_from_checkpoint(path: str | Path) -> dict[str, Any]:
-    return load_checkpoint(path)["spec"]
 
 
 def dumps(obj: Any) -> str:

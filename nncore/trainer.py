@@ -85,7 +85,8 @@ class LocalReducer:
 
 @dataclass
 class TrainResult:
-    """How training ended: status is completed, early_stopped, stopped or diverged."""
+    """How training ended: status is completed, early_stopped, diverged, timed_out
+    (``max_runtime_s``) or stopped (a callback's ``should_stop`` gave a reason)."""
 
     status: str
     reason: str
@@ -112,7 +113,7 @@ class Trainer:
     task : {"binary", "multiclass", "regression"} or None
         Which metrics to report besides the loss.
     max_runtime_s : float, optional
-        Stop (status "stopped") once training has run this long.
+        Stop (status "timed_out") once training has run this long.
     """
 
     def __init__(self, net: Network, loss: Loss, optimizer: Optimizer, *, schedule: Schedule | None = None,
@@ -249,6 +250,7 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_begin(self)
         status, reason = "completed", f"trained {self.epochs} epochs"
+        timed_out = False
         while self.epoch < self.epochs:
             epoch = self.epoch
             t0 = time.perf_counter()
@@ -305,13 +307,13 @@ class Trainer:
                     if stop_reason:
                         break
                 if stop_reason is None and deadline is not None and time.monotonic() > deadline:
-                    stop_reason = f"reached the time limit of {self.max_runtime_s:g} s"
+                    stop_reason, timed_out = f"reached the time limit of {self.max_runtime_s:g} s", True
                 if stop_reason:
                     break
             if status == "diverged":
                 break
             if stop_reason:
-                status, reason = "stopped", stop_reason
+                status, reason = "timed_out" if timed_out else "stopped", stop_reason
                 break
             self.epoch += 1
             elapsed = time.perf_counter() - t0

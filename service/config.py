@@ -4,6 +4,7 @@ TRAINYARD_DATABASE_URL   SQLAlchemy URL; default a SQLite file under ./var/
 TRAINYARD_BROKER_URL     Celery broker; default the embedded SQLite broker under ./var/
 TRAINYARD_ARTIFACT_DIR   checkpoints and uploaded datasets; default ./var/artifacts
 TRAINYARD_MAX_UPLOAD_BYTES  largest request body (dataset uploads included); default 64 MiB
+TRAINYARD_LEASE_S        how long a worker's hold on a job lasts unrenewed, seconds; default 30
 """
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ class Settings:
     spec_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     #: how long the API waits for the broker when enqueueing, seconds
     broker_timeout_s: float = 2.0
+    #: a running attempt's lease lasts this long unrenewed (renewed every third of it); a
+    #: worker that dies or freezes loses its job to another this long after its last renewal
+    lease_s: float = 30.0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -41,6 +45,8 @@ class Settings:
         optional: dict[str, Any] = {}
         if limit := env.get("TRAINYARD_MAX_UPLOAD_BYTES"):
             optional["max_upload_bytes"] = _positive_int("TRAINYARD_MAX_UPLOAD_BYTES", limit)
+        if lease := env.get("TRAINYARD_LEASE_S"):
+            optional["lease_s"] = _positive_float("TRAINYARD_LEASE_S", lease)
         settings = cls(
             database_url=env.get("TRAINYARD_DATABASE_URL") or f"sqlite:///{var / 'trainyard.sqlite'}",
             broker_url=env.get("TRAINYARD_BROKER_URL") or f"sqla+sqlite:///{var / 'broker.sqlite'}",
@@ -51,6 +57,16 @@ class Settings:
         if "artifact_dir" in overrides:
             overrides["artifact_dir"] = Path(overrides["artifact_dir"]).resolve()
         return replace(settings, **overrides)
+
+
+def _positive_float(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 86400:
+        raise ValueError(f"{name} must be a number of seconds between 0 and 86400, got {text!r}")
+    return value
 
 
 def _positive_int(name: str, text: str) -> int:

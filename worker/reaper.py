@@ -1,20 +1,24 @@
 """Recovering what the broker forgot: running jobs whose lease expired (their worker
-died) go back to the queue, and queued jobs the broker never took are sent again.
-Run by every worker in a background thread (and as a task for Celery beat)."""
+died or froze) are handed on by ``lifecycle.requeue_expired`` (back to the queue, or
+failed once their restarts are spent), and queued jobs the broker never delivered are
+sent again. Run by every worker in a background thread (and as a task for Celery
+beat); any number of reapers may run at once."""
 from __future__ import annotations
 
 import logging
 import threading
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import update
 
 from service.config import Settings
 from service.queue import Enqueuer, enqueue_pending
-from service.store.jobs import add_event
+from service.store import lifecycle
 from service.store.models import Job, utcnow
+from service.store.results import prune_unlisted
+from service.store.status import JobStatus
 
-from .runner import sessions_for
+from .runner import checkpoint_dir, sessions_for
 
 log = logging.getLogger(__name__)
 
@@ -25,28 +29,23 @@ STALE_QUEUED_S = 120.0
 
 def reap_once(settings: Settings) -> dict[str, int]:
     sessions = sessions_for(settings.database_url)
-    enqueuer = Enqueuer(settings.broker_url, settings.broker_timeout_s)
     now = utcnow()
-    requeued = stale = 0
     with sessions() as s:
-        expired = s.scalars(select(Job).where(Job.status == "running", Job.lease_expires_at < now)).all()
-        for job in expired:
-            job.status, job.enqueued_at = "queued", None
-            add_event(s, job, "state", f"lease of {job.lease_owner} expired; re-queued to resume from its "
-                                       "last checkpoint")
-            job.lease_owner, job.lease_expires_at = None, None
-            requeued += 1
-        old = s.scalars(select(Job).where(Job.status == "queued", Job.enqueued_at.is_not(None),
-                                          Job.enqueued_at < now - timedelta(seconds=STALE_QUEUED_S))).all()
-        for job in old:
-            # sending a job twice is harmless: the lease lets only one delivery run it
-            job.enqueued_at = None
-            stale += 1
+        moved = lifecycle.requeue_expired(s, now)
+        for job_id, status in moved:
+            if status.finished:
+                prune_unlisted(s, job_id, checkpoint_dir(settings, job_id))
+        # sending a job twice is harmless: the lease lets only one delivery run it
+        stale = s.execute(update(Job).where(Job.status == JobStatus.QUEUED, Job.enqueued_at.is_not(None),
+                                            Job.enqueued_at < now - timedelta(seconds=STALE_QUEUED_S))
+                          .values(enqueued_at=None).execution_options(synchronize_session=False)).rowcount
         s.commit()
-        sent = enqueue_pending(s, enqueuer)
-    if requeued or stale or sent:
-        log.info("reaper: %s expired leases re-queued, %s stale, %s sent", requeued, stale, sent)
-    return {"requeued": requeued, "stale": stale, "sent": sent}
+        sent = enqueue_pending(s, Enqueuer(settings.broker_url, settings.broker_timeout_s))
+    requeued = sum(1 for _, status in moved if status is JobStatus.QUEUED)
+    if moved or stale or sent:
+        log.info("reaper: %s expired leases handed on (%s re-queued), %s stale, %s sent", len(moved), requeued,
+                 stale, sent)
+    return {"requeued": requeued, "ended": len(moved) - requeued, "stale": stale, "sent": sent}
 
 
 class Reaper(threading.Thread):
@@ -56,11 +55,16 @@ class Reaper(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
+        failing = False
         while not self._halt.wait(self.every_s):
             try:
                 reap_once(self.settings)
-            except Exception:  # the database or broker is down: try again next round
-                log.exception("reaper round failed")
+                failing = False
+            except Exception as exc:  # the database or broker is down: try again next round
+                if not failing:
+                    log.warning("reaper round failed (%s: %s); retrying every %g s", type(exc).__name__, exc,
+                                self.every_s)
+                failing = True
 
     def stop(self) -> None:
         self._halt.set()

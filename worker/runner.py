@@ -1,47 +1,48 @@
-"""Running one job: claim it with a lease, train it, write results back, end it.
+"""Running one attempt of a job: claim it, train it, write results back, end it.
 
-A job is claimed with one atomic UPDATE (queued, or running with an expired lease);
-a second delivery of a job whose lease is live is dropped. A heartbeat thread renews
-the lease and reads the cancel flag. Training is nncore's Job, resumed from the
-job's latest checkpoint if it has one (a worker died before), with callbacks that
-batch metrics into SQL, record checkpoints and progress, and stop on cancel. A
-failed attempt is retried from the last checkpoint up to ``max_restarts`` times.
+Every state change is a transition of ``service.store.lifecycle``; every write of the
+attempt is fenced by its lease (``worker.attempt``), so an attempt that lost its job
+(its worker froze past the lease, and another worker took over) writes nothing and
+stops itself. The attempt resumes from the job's latest checkpoint, after making the
+checkpoint rows and files agree with it (what an earlier attempt left behind when it
+died is removed), so a resumed job ends with the same parameters, best checkpoint
+and kept checkpoints as one never interrupted. A failed attempt is retried from the
+last checkpoint until ``max_restarts`` is spent.
 """
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
-import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from nncore.callbacks import Callback, StepLog
+from nncore.checkpoint import load_checkpoint
 from nncore.job import Job as TrainJob
 from nncore.job import summarize
 from service.config import Settings
-from service.queue import Enqueuer
+from service.queue import Enqueuer, enqueue
+from service.store import lifecycle
 from service.store.datasets import parse_target
 from service.store.db import make_engine, make_sessionmaker
-from service.store.jobs import add_event, job_artifact_dir
-from service.store.models import Checkpoint, Dataset, Job, utcnow
-from service.store.results import insert_metric_points, record_checkpoint
+from service.store.jobs import job_artifact_dir
+from service.store.lifecycle import LeaseLost
+from service.store.models import Checkpoint, Dataset, Job
+from service.store.results import reconcile_checkpoints
+from service.store.status import JobStatus, status_for
 from service.store.workers import lease_owner
+
+from .attempt import Attempt, Reporter
 
 log = logging.getLogger(__name__)
 
-LEASE_S = float(os.environ.get("TRAINYARD_LEASE_S", "30"))
-HEARTBEAT_S = LEASE_S / 3
-CANCEL_POLL_S = 0.5
-METRIC_FLUSH_S = 0.5
-METRIC_FLUSH_ROWS = 2000
+#: exceptions no retry can help: the spec or its data is wrong
+PERMANENT = (ValueError, NotImplementedError, FileNotFoundError)
 
 _engines: dict[str, tuple[Engine, sessionmaker[Session]]] = {}
 
@@ -66,326 +67,124 @@ def worker_identity() -> str:
     return lease_owner(name, os.getpid())
 
 
-# -- the lease -----------------------------------------------------------------------------
-
-def claim(session: Session, job_id: int, worker: str, lease_s: float = LEASE_S) -> Job | None:
-    """Atomically take the job if it is queued, or running with an expired lease."""
-    now = utcnow()
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.cancel_requested.is_(False),
-               or_(Job.status == "queued", and_(Job.status == "running", Job.lease_expires_at < now)))
-        .values(status="running", lease_owner=worker, lease_expires_at=now + timedelta(seconds=lease_s),
-                attempts=Job.attempts + 1, started_at=func.coalesce(Job.started_at, now), updated_at=now)
-        .execution_options(synchronize_session=False))
-    session.commit()
-    if result.rowcount != 1:
-        return None
-    return session.get(Job, job_id, populate_existing=True)
+def checkpoint_dir(settings: Settings, job_id: int) -> Path:
+    return job_artifact_dir(settings.artifact_dir, job_id) / "checkpoints"
 
 
-class Heartbeat(threading.Thread):
-    """Renews the lease every HEARTBEAT_S and watches the cancel flag; if the lease was
-    taken over (we were presumed dead), training must stop."""
+# -- checkpoints --------------------------------------------------------------------------------
 
-    def __init__(self, sessions: sessionmaker[Session], job_id: int, worker: str) -> None:
-        super().__init__(daemon=True, name=f"heartbeat-{job_id}")
-        self.sessions, self.job_id, self.worker = sessions, job_id, worker
-        self.cancel = threading.Event()
-        self.lost = threading.Event()
-        self._halt = threading.Event()
-
-    def beat(self, renew: bool = True) -> None:
-        with self.sessions() as s:
-            if renew:
-                res = s.execute(update(Job).where(Job.id == self.job_id, Job.lease_owner == self.worker,
-                                                  Job.status == "running")
-                                .values(lease_expires_at=utcnow() + timedelta(seconds=LEASE_S))
-                                .execution_options(synchronize_session=False))
-                if res.rowcount != 1:
-                    self.lost.set()
-            cancel = s.scalar(select(Job.cancel_requested).where(Job.id == self.job_id))
-            s.commit()
-        if cancel:
-            self.cancel.set()
-
-    def run(self) -> None:
-        # the cancel flag is read every CANCEL_POLL_S (the training loop then stops at its
-        # next step); the lease is renewed every HEARTBEAT_S
-        last_renew = time.monotonic()
-        while not self._halt.wait(min(CANCEL_POLL_S, HEARTBEAT_S)):
-            renew = time.monotonic() - last_renew >= HEARTBEAT_S
-            try:
-                self.beat(renew)
-                if renew:
-                    last_renew = time.monotonic()
-            except Exception:  # a database hiccup: try again at the next beat
-                log.exception("heartbeat of job %s failed", self.job_id)
-
-    def stop(self) -> None:
-        self._halt.set()
-
-
-# -- what training reports back ------------------------------------------------------------------
-
-class Reporter(Callback):
-    """Step and epoch metrics and progress, written to SQL by a background thread in
-    batches (every METRIC_FLUSH_S), so the training loop only appends a tuple per step;
-    and the stop signals (cancel, lost lease) checked between steps."""
-
-    wants_grad_norm = True
-
-    def __init__(self, sessions: sessionmaker[Session], job_id: int, heartbeat: Heartbeat, epochs: int,
-                 steps_per_epoch: int) -> None:
-        self.sessions, self.job_id, self.hb = sessions, job_id, heartbeat
-        self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
-        self._steps: list[tuple[int, int, float, float, float, float]] = []
-        self._epochs: list[dict[str, float]] = []
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._done = threading.Event()
-        self._last_step_t = time.monotonic()
-        self._started = time.monotonic()
-        self._first: tuple[int, int] | None = None
-        self._progress: tuple[int, int] | None = None
-        self._latest: dict[str, float] = {}
-        self.error: BaseException | None = None
-        self._writer = threading.Thread(target=self._write_loop, daemon=True, name=f"metrics-{job_id}")
-        self._writer.start()
-
-    def on_step(self, trainer: Any, log_: StepLog) -> None:
-        now = time.monotonic()
-        dt, self._last_step_t = now - self._last_step_t, now
-        self._steps.append((log_.step, log_.epoch + 1, log_.loss, log_.lr, log_.grad_norm,
-                            log_.samples / dt if dt > 0 else math.nan))
-        self._progress = (log_.epoch, log_.step)
-        if self._first is None:
-            # where this attempt started (a resumed job does not start at 0), for the ETA
-            self._first = (log_.epoch, log_.step - 1)
-
-    def on_epoch(self, trainer: Any, logs: dict[str, float]) -> None:
-        with self._lock:
-            self._epochs.append(dict(logs))
-        # the latest epoch's figures ride along with the progress, for job lists
-        self._latest = {k: round(float(v), 6) for k, v in logs.items()
-                        if k not in ("epoch", "step", "time", "lr", "samples_per_s")
-                        and isinstance(v, (int, float)) and math.isfinite(v)}
-        # no wake-up here: a write per epoch would cost fast jobs more than their training
-        self._progress = (int(logs["epoch"]), int(logs["step"]))
-
-    def _rows(self, steps: list[tuple], epochs: list[dict[str, float]]) -> list[tuple[str, int, int, float]]:
-        isfinite = math.isfinite
-        rows = []
-        for step, epoch, loss, lr, gnorm, sps in steps:
-            for name, value in (("loss", loss), ("lr", lr), ("grad_norm", gnorm), ("samples_per_s", sps)):
-                if isfinite(value):
-                    rows.append((name, step, epoch, float(value)))
-        for logs in epochs:
-            epoch, step = int(logs["epoch"]), int(logs["step"])
-            for name, value in logs.items():
-                if name in ("epoch", "step", "time") or not isinstance(value, (int, float)) or not isfinite(value):
-                    continue
-                # step series and epoch series never share a name: `loss` is a batch's loss,
-                # `epoch_loss` the epoch's mean, `val_loss` the validation loss
-                rows.append((name if name.startswith("val_") else f"epoch_{name}", step, epoch, float(value)))
-        return rows
-
-    def _write(self) -> None:
-        with self._lock:
-            # swapping the lists is atomic under the lock; the loop appends to the new ones
-            steps, self._steps = self._steps, []
-            epochs, self._epochs = self._epochs, []
-        rows = self._rows(steps, epochs)
-        progress = self._progress
-        with self.sessions() as s:
-            if rows:
-                insert_metric_points(s, self.job_id, rows)
-            if progress is not None:
-                epoch, step = progress
-                first_epoch, first_step = self._first or (epoch, step)
-                elapsed = time.monotonic() - self._started
-                if self.steps_per_epoch > 1:  # by steps: an ETA within the first epoch already
-                    total = self.epochs * self.steps_per_epoch
-                    done = (step - first_step) / max(1, total - first_step)
-                else:  # MPI ranks report epochs only
-                    done = (epoch - first_epoch) / max(1, self.epochs - first_epoch)
-                eta = elapsed / done - elapsed if done > 0 else None
-                s.execute(update(Job).where(Job.id == self.job_id).values(
-                    progress={"epoch": epoch, "step": step, "epochs": self.epochs,
-                              "steps_per_epoch": self.steps_per_epoch,
-                              "eta_s": round(eta, 1) if eta is not None else None, "metrics": self._latest},
-                    updated_at=utcnow()).execution_options(synchronize_session=False))
-                s.commit()
-
-    def _write_loop(self) -> None:
-        while not self._done.is_set():
-            self._wake.wait(METRIC_FLUSH_S)
-            self._wake.clear()
-            try:
-                self._write()
-            except BaseException as exc:  # surfaced by flush(): the job must not look fine
-                self.error = exc
-                return
-
-    def flush(self) -> None:
-        """Stop the writer and write what is left (call once, at the end)."""
-        self._done.set()
-        self._wake.set()
-        self._writer.join()
-        if self.error is not None:
-            raise self.error
-        self._write()
-
-    def close(self) -> None:
-        """Stop the writer without writing (the attempt failed)."""
-        self._done.set()
-        self._wake.set()
-
-    def should_stop(self, trainer: Any) -> str | None:
-        if self.hb.cancel.is_set():
-            return "cancelled"
-        if self.hb.lost.is_set():
-            return "lease lost"
-        if self.error is not None:
-            return "metrics could not be written"
-        return None
-
-
-def _checkpoint_recorder(sessions: sessionmaker[Session], job_id: int) -> dict[str, Any]:
-    """Hooks that mirror the checkpointer's files as rows (and drop rows with files)."""
-
+def _checkpoint_hooks(attempt: Attempt, train: list[TrainJob]) -> dict[str, Any]:
+    """The Checkpointer's options in the worker: its files' names, and rows for them."""
     def on_save(trainer: Any, epoch: int, path: Path, digest: str) -> None:
-        ckpt = trainer_checkpointer(trainer)
+        ckpt = train[0].checkpointer
         metrics = dict(trainer.history[-1]) if trainer.history else {}
-        save_checkpoint_row(sessions, job_id, epoch, trainer.step, path, digest, metrics,
-                            bool(ckpt and ckpt.last_is_best))
+        attempt.record_checkpoint(epoch, trainer.step, path, digest, metrics, bool(ckpt and ckpt.last_is_best))
 
-    def on_delete(epoch: int, path: Path) -> None:
-        delete_checkpoint_row(sessions, job_id, epoch)
-
-    return {"on_save": on_save, "on_delete": on_delete}
+    return {"on_save": on_save, "on_delete": attempt.drop_checkpoint, "name_suffix": attempt.checkpoint_suffix}
 
 
-def trainer_checkpointer(trainer: Any) -> Any:
-    from nncore.callbacks import Checkpointer
-
-    return next((cb for cb in trainer.callbacks if isinstance(cb, Checkpointer)), None)
-
-
-def save_checkpoint_row(sessions: sessionmaker[Session], job_id: int, epoch: int, step: int, path: Path,
-                        digest: str, metrics: dict[str, Any], is_best: bool) -> None:
-    with sessions() as s:
-        record_checkpoint(s, job_id, epoch, step, str(path), digest, Path(path).stat().st_size,
-                          {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)},
-                          is_best)
-
-
-def delete_checkpoint_row(sessions: sessionmaker[Session], job_id: int, epoch: int) -> None:
-    with sessions() as s:
-        row = s.scalar(select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.epoch == epoch))
-        if row is not None:
-            s.delete(row)
-            s.commit()
+def _resume_point(session: Session, job_id: int) -> tuple[str | None, dict[str, Any] | None]:
+    """The newest listed checkpoint whose file is there, and its state."""
+    for path in session.scalars(select(Checkpoint.path).where(Checkpoint.job_id == job_id)
+                                .order_by(Checkpoint.epoch.desc())):
+        if Path(path).is_file():
+            try:
+                return path, load_checkpoint(path)
+            except (ValueError, OSError) as exc:
+                log.warning("job %s: checkpoint %s is unreadable (%s); trying an older one", job_id, path, exc)
+    return None, None
 
 
 # -- one attempt ---------------------------------------------------------------------------------
 
 def run_job(job_id: int, settings: Settings, worker: str) -> str:
-    """Run job ``job_id`` if this worker can claim it; return what happened (for logs)."""
+    """Run job ``job_id`` if this worker can claim it; return what happened (for logs).
+    A database that cannot be reached for the claim raises (the task retries it)."""
     sessions = sessions_for(settings.database_url)
     with sessions() as s:
-        job = claim(s, job_id, worker)
-        if job is None:
+        lease = lifecycle.claim(s, job_id, worker, settings.lease_s)
+        if lease is None:
             current = s.get(Job, job_id)
             why = "no such job" if current is None else (
-                f"status {current.status}, lease held by {current.lease_owner} until {current.lease_expires_at}")
+                f"status {current.status}, attempt {current.attempts}, lease held by {current.lease_owner} until "
+                f"{current.lease_expires_at}")
             log.info("dropped a delivery of job %s: %s", job_id, why)
             return f"dropped ({why})"
-        add_event(s, job, "state", f"running (attempt {job.attempts}) on {worker}")
-        s.commit()
-        spec, attempts, max_restarts = job.spec, job.attempts, job.max_restarts
+        job = s.get(Job, job_id, populate_existing=True)
+        spec, max_restarts = job.spec, job.max_restarts
         dataset = s.get(Dataset, job.dataset_id) if job.dataset_id else None
         data_path = dataset.path if dataset else None
         data_target = parse_target(dataset.target) if dataset and dataset.target else None
-        latest = s.scalar(select(Checkpoint).where(Checkpoint.job_id == job_id)
-                          .order_by(Checkpoint.epoch.desc()).limit(1))
-        resume_path = latest.path if latest is not None and Path(latest.path).is_file() else None
-
-    hb = Heartbeat(sessions, job_id, worker)
-    hb.start()
-    started = time.monotonic()
-    reporter: Reporter | None = None
+    attempt = Attempt(sessions, lease, settings.lease_s).start()
     try:
-        out_dir = job_artifact_dir(settings.artifact_dir, job_id) / "checkpoints"
-        if resume_path is not None:
-            with sessions() as s:
-                add_event(s, s.get(Job, job_id), "log", f"resumed from {Path(resume_path).name}")
-                s.commit()
-        if spec["distributed"]["world_size"] > 1:
-            from .ranks import run_distributed
+        return _run_attempt(attempt, settings, spec, data_path, data_target)
+    except LeaseLost as exc:
+        log.warning("job %s: %s; another attempt owns the job now, this one stops without writing", job_id, exc)
+        return "lease lost"
+    except Exception as exc:
+        return _attempt_failed(attempt, settings, max_restarts, exc)
+    finally:
+        attempt.stop()
 
-            outcome = run_distributed(sessions, settings, job_id, spec, out_dir, hb, data_path, data_target,
-                                      resume_path, started)
-            hb.stop()
-            if outcome is None:
-                return "lease lost"
-            status, error, summary = outcome
-            _finish(sessions, job_id, worker, status, error, summary)
-            return status
+
+def _run_attempt(attempt: Attempt, settings: Settings, spec: dict[str, Any], data_path: str | None,
+                 data_target: int | str | None) -> str:
+    started = time.monotonic()
+    lease = attempt.lease
+    out_dir = checkpoint_dir(settings, lease.job_id)
+    with attempt.sessions() as s:
+        resume_path, state = _resume_point(s, lease.job_id)
+        listed = set(s.scalars(select(Checkpoint.epoch).where(Checkpoint.job_id == lease.job_id)))
+    keep = {int(e) for e, _ in state["checkpointer"]["kept"]} if state and "checkpointer" in state else None
+    if state is not None and "checkpointer" not in state:
+        # written before checkpoints carried their kept set: keep what is listed up to it
+        keep = {e for e in listed if e <= int(state["epoch"])}
+    removed = attempt.write(lambda s: reconcile_checkpoints(s, lease, out_dir, keep), "checkpoint cleanup")
+    if resume_path is not None or removed:
+        note = f"resumed from {Path(resume_path).name}" if resume_path else "started afresh"
+        note += f"; removed {len(removed)} checkpoint file(s) no row listed" if removed else ""
+        attempt.write(lambda s: lifecycle.add_event(s, lease, "log", note), "event")
+    if spec["distributed"]["world_size"] > 1:
+        from .ranks import run_distributed
+
+        status, error, summary = run_distributed(attempt, spec, out_dir, data_path,
+                                                 data_target, resume_path, started)
+    else:
+        holder: list[TrainJob] = []
         train = TrainJob(spec, out_dir=out_dir, data_path=data_path, data_target=data_target,
-                         checkpoint_hooks=_checkpoint_recorder(sessions, job_id))
-        reporter = Reporter(sessions, job_id, hb, spec["epochs"], len(train.trainer.batch_plan(train.data.train.n)))
+                         checkpoint_hooks=_checkpoint_hooks(attempt, holder))
+        holder.append(train)
+        reporter = Reporter(attempt, spec["epochs"], len(train.trainer.batch_plan(train.data.train.n)))
         train.trainer.callbacks.insert(0, reporter)
-        if resume_path is not None:
-            train.resume(resume_path)
-        t_train = time.monotonic()
-        result = train.run()
-        reporter.flush()
+        try:
+            if state is not None:
+                train.resume(state)
+            t_train = time.monotonic()
+            result = train.run()
+            reporter.flush()
+        finally:
+            reporter.close()
         summary = summarize(train, result, time.monotonic() - started)
         summary["train_seconds"] = round(time.monotonic() - t_train, 3)
-    except Exception as exc:
-        hb.stop()
-        if reporter is not None:
-            reporter.close()
-        return _attempt_failed(sessions, settings, job_id, worker, attempts, max_restarts, exc)
-    hb.stop()
-    if result.status == "stopped" and result.reason == "lease lost":
-        log.warning("job %s: lease lost, another worker took it over; stopping quietly", job_id)
+        status = status_for(result.status)
+        error = result.reason if status is JobStatus.FAILED else None
+    attempt.write(lambda s: lifecycle.finish(s, lease, status, error, summary), "final status")
+    return status.value
+
+
+def _attempt_failed(attempt: Attempt, settings: Settings, max_restarts: int, exc: Exception) -> str:
+    lease = attempt.lease
+    permanent = isinstance(exc, PERMANENT)
+    reason = str(exc) if isinstance(exc, (ValueError, NotImplementedError)) else f"{type(exc).__name__}: {exc}"
+    log.error("job %s attempt %s failed: %s", lease.job_id, lease.attempt, reason, exc_info=exc)
+    try:
+        status = attempt.write(lambda s: lifecycle.retry_or_fail(s, lease, reason, max_restarts, permanent),
+                               "failure")
+    except LeaseLost as lost:
+        log.warning("job %s: %s", lease.job_id, lost)
         return "lease lost"
-    if result.status == "stopped" and result.reason == "cancelled":
-        status, error = "cancelled", None
-    elif result.status in ("completed", "early_stopped"):
-        status, error = "succeeded", None
-    else:
-        status, error = "failed", result.reason
-    _finish(sessions, job_id, worker, status, error, summary)
-    return status
-
-
-def _finish(sessions: sessionmaker[Session], job_id: int, worker: str, status: str, error: str | None,
-            summary: dict[str, Any] | None) -> None:
-    with sessions() as s:
-        job = s.get(Job, job_id)
-        job.status, job.error, job.result = status, error, summary
-        job.finished_at, job.lease_owner, job.lease_expires_at = utcnow(), None, None
-        add_event(s, job, "state", status + (f": {error}" if error else ""))
-        s.commit()
-
-
-def _attempt_failed(sessions: sessionmaker[Session], settings: Settings, job_id: int, worker: str,
-                    attempts: int, max_restarts: int, exc: Exception) -> str:
-    reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (ValueError, NotImplementedError)) else str(exc)
-    log.exception("job %s attempt %s failed", job_id, attempts)
-    permanent = isinstance(exc, (ValueError, NotImplementedError, FileNotFoundError))
-    if permanent or attempts > max_restarts:
-        _finish(sessions, job_id, worker, "failed", reason, None)
-        return "failed"
-    with sessions() as s:
-        job = s.get(Job, job_id)
-        job.status, job.lease_owner, job.lease_expires_at, job.enqueued_at = "queued", None, None, None
-        add_event(s, job, "error", f"attempt {attempts} failed ({reason}); retrying from the last checkpoint")
-        s.commit()
-        from service.queue import enqueue
-
-        enqueue(s, Enqueuer(settings.broker_url, settings.broker_timeout_s), job)
-    return "retrying"
+    if status is JobStatus.QUEUED:
+        with attempt.sessions() as s:
+            enqueue(s, Enqueuer(settings.broker_url, settings.broker_timeout_s), s.get(Job, lease.job_id))
+        return "retrying"
+    return status.value

@@ -24,7 +24,8 @@ from nncore.datasets import load_file
 
 from .errors import Conflict, FieldProblem, Invalid, NotFound
 from .jobs import MAX_PAGE, _visible, decode_page_token, encode_page_token
-from .models import FINISHED, Dataset, Job, User, utcnow
+from .models import Dataset, Job, User, utcnow
+from .status import FINISHED
 
 FORMATS = ("csv", "npz")
 MAX_FILENAME = 255

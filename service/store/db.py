@@ -37,3 +37,14 @@ def make_engine(url: str, *, null_pool: bool = False, **kwargs: Any) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database could not be reached or used just now (down,
+    restarting, a dropped connection, a pool timeout) rather than a mistake in what was
+    asked: worth retrying once it is back."""
+    from sqlalchemy import exc as sa
+
+    if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (sa.OperationalError, sa.InterfaceError, sa.TimeoutError))

@@ -14,15 +14,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nncore.datasets import DATASET_NAMES
 from nncore.spec import SpecError, validate_spec
 
+from . import lifecycle
 from .errors import Conflict, FieldProblem, Invalid, NotFound
-from .models import FINISHED, JOB_STATUSES, Dataset, Event, Job, User, utcnow
+from .models import Dataset, Event, Job, User, utcnow
+from .status import JobStatus
 
 MAX_PAGE = 200
 #: ids are 64-bit signed integers on PostgreSQL (and SQLite); larger ones cannot exist
@@ -179,7 +181,7 @@ def submit_job(session: Session, user: User, spec_doc: Any, priority: int = 0, i
                               [FieldProblem("Idempotency-Key", "reused with a different body")])
             return prior, False
     spec, dataset = validate_job_spec(session, user, spec_doc, limits)
-    job = Job(owner_id=user.id, name=spec.get("name"), spec=spec, status="queued", priority=priority,
+    job = Job(owner_id=user.id, name=spec.get("name"), spec=spec, status=JobStatus.QUEUED, priority=priority,
               dataset_id=dataset.id if dataset else None, max_restarts=spec["max_restarts"],
               idempotency_key=idempotency_key, request_hash=digest, created_at=utcnow())
     session.add(job)
@@ -217,9 +219,9 @@ def list_jobs(session: Session, user: User, statuses: list[str] | None = None,
     """Newest first. Filters are applied in SQL before the page limit; the page token
     is opaque (a keyset position), stable while jobs are added."""
     for s in statuses or []:
-        if s not in JOB_STATUSES:
+        if s not in tuple(JobStatus):
             raise Invalid(f"unknown status {s!r}",
-                          [FieldProblem("status", f"must be one of {', '.join(JOB_STATUSES)}")])
+                          [FieldProblem("status", f"must be one of {', '.join(JobStatus)}")])
     limit = max(1, min(limit, MAX_PAGE))
     stmt = _visible(select(Job), user)
     if statuses:
@@ -239,15 +241,8 @@ def cancel_job(session: Session, user: User, job_id: int) -> Job:
     """A queued job is cancelled at once; a running one is flagged and its worker stops
     within a step; a finished job cannot be cancelled (Conflict)."""
     job = get_job(session, user, job_id)
-    if job.finished:
-        raise Conflict(f"job {job_id} already finished ({job.status})")
-    if job.status == "queued":
-        job.status, job.finished_at = "cancelled", utcnow()
-        add_event(session, job, "state", "cancelled before it started")
-    elif not job.cancel_requested:
-        job.cancel_requested = True
-        add_event(session, job, "state", "cancel requested")
-    session.commit()
+    lifecycle.cancel(session, job_id)
+    session.refresh(job)
     return job
 
 
@@ -267,15 +262,15 @@ def delete_job(session: Session, user: User, job_id: int, artifact_root: Path) -
 
 def pending_enqueue(session: Session, limit: int = 500) -> list[Job]:
     """Queued jobs the broker has not accepted yet (it was down at submit time)."""
-    stmt = (select(Job).where(Job.status == "queued", Job.enqueued_at.is_(None))
+    stmt = (select(Job).where(Job.status == JobStatus.QUEUED, Job.enqueued_at.is_(None))
             .order_by(Job.priority.desc(), Job.id).limit(limit))
     return list(session.scalars(stmt))
 
 
 def mark_enqueued(session: Session, job: Job) -> None:
-    job.enqueued_at = utcnow()
+    """Record that the broker took the job; only while it is still queued (a worker may
+    have claimed it already)."""
+    session.execute(update(Job).where(Job.id == job.id, Job.status == JobStatus.QUEUED)
+                    .values(enqueued_at=utcnow()).execution_options(synchronize_session=False))
     session.commit()
 
-
-STATUSES = JOB_STATUSES
-FINISHED_STATUSES = FINISHED

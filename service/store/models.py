@@ -26,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from .status import FINISHED, JobStatus
+
 # Named constraints, so migrations can refer to (and drop) them by name.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -38,8 +40,6 @@ NAMING_CONVENTION = {
 # SQLite only auto-increments an INTEGER primary key; PostgreSQL gets a BIGINT.
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINISHED = ("succeeded", "failed", "cancelled")
 
 
 def utcnow() -> datetime:
@@ -130,10 +130,12 @@ class Job(Base):
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     name: Mapped[str | None] = mapped_column(String(200))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: attempts whose worker died or froze past its lease (counted against max_restarts like any attempt)
+    lost_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     max_restarts: Mapped[int] = mapped_column(Integer, default=2)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_owner: Mapped[str | None] = mapped_column(String(200))

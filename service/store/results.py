@@ -1,6 +1,7 @@
 """A job's outputs: metric series, checkpoints and events.
 
-Workers write them (``record_metrics``, ``record_checkpoint``, and ``jobs.add_event``);
+Workers write them through the fenced ``write_*`` functions (a stale attempt's writes
+are refused, see ``lifecycle``);
 the API reads them with the other functions here, each of which first checks that the
 caller may see the job (``jobs.get_job``: NotFound for other people's jobs).
 """
@@ -14,12 +15,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Row, and_, case, func, insert, or_, select, text, tuple_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Row, and_, case, delete, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from .errors import FieldProblem, Invalid, NotFound
 from .jobs import get_job
+from .lifecycle import Lease, fence
 from .models import Checkpoint, Event, Metric, User, utcnow
 
 MAX_METRICS_PAGE = 10_000
@@ -52,7 +53,8 @@ def record_metrics(session: Session, job_id: int, rows: Iterable[Mapping[str, An
     return len(values)
 
 
-def insert_metric_points(session: Session, job_id: int, points: list[tuple[str, int, int, float]]) -> int:
+def insert_metric_points(session: Session, job_id: int, points: list[tuple[str, int, int, float]],
+                         commit: bool = True) -> int:
     """The worker's fast path: (name, step, epoch, value) tuples it built itself, in one
     driver-level executemany (no per-row ORM or type processing: a fast job produces
     thousands of points a second). Values must be finite."""
@@ -73,7 +75,8 @@ def insert_metric_points(session: Session, job_id: int, points: list[tuple[str, 
     if dialect.paramstyle == "named":
         rows = [{f"p{i}": v for i, v in enumerate(r)} for r in rows]
     conn.exec_driver_sql(sql, rows)
-    session.commit()
+    if commit:
+        session.commit()
     return len(rows)
 
 
@@ -91,30 +94,80 @@ def _metric_row(i: int, row: Mapping[str, Any], now: datetime) -> dict[str, Any]
 
 
 def record_checkpoint(session: Session, job_id: int, epoch: int, step: int, path: str | Path, sha256: str,
-                      size_bytes: int, metrics: Mapping[str, Any] | None = None, is_best: bool = False
-                      ) -> Checkpoint:
+                      size_bytes: int, metrics: Mapping[str, Any] | None = None, is_best: bool = False,
+                      commit: bool = True) -> Checkpoint:
     """Insert or replace the checkpoint of ``epoch`` (a resumed job writes the same
-    epoch again); ``is_best`` moves the job's one best mark to this checkpoint."""
-    for _attempt in range(2):
-        row = session.scalar(select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.epoch == epoch))
-        if row is None:
-            row = Checkpoint(job_id=job_id, epoch=epoch)
-            session.add(row)
-        row.step, row.path, row.sha256, row.size_bytes = int(step), str(path), sha256, int(size_bytes)
-        row.metrics = _json_safe(dict(metrics)) if metrics is not None else None
-        row.is_best, row.created_at = bool(is_best), utcnow()
-        try:
-            session.flush()
-        except IntegrityError:
-            # another writer inserted this epoch first: update its row instead
-            session.rollback()
-            continue
-        if is_best:
-            session.execute(update(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.epoch != epoch,
-                                                     Checkpoint.is_best.is_(True)).values(is_best=False))
+    epoch again); ``is_best`` moves the job's one best mark to this checkpoint. A
+    running attempt calls :func:`write_checkpoint`, which fences this."""
+    session.execute(delete(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.epoch == epoch))
+    row = Checkpoint(job_id=job_id, epoch=epoch, step=int(step), path=str(path), sha256=sha256,
+                     size_bytes=int(size_bytes), metrics=_json_safe(dict(metrics)) if metrics is not None else None,
+                     is_best=bool(is_best), created_at=utcnow())
+    session.add(row)
+    if is_best:
+        session.execute(update(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.epoch != epoch,
+                                                 Checkpoint.is_best.is_(True)).values(is_best=False))
+    if commit:
         session.commit()
-        return row
-    raise RuntimeError(f"could not record the checkpoint of job {job_id}, epoch {epoch}")
+    return row
+
+
+# -- an attempt's writes, fenced by its lease ------------------------------------------------
+
+def write_points(session: Session, lease: Lease, points: list[tuple[str, int, int, float]]) -> int:
+    """Metric points of a running attempt; LeaseLost (nothing written) once it lost its lease."""
+    fence(session, lease)
+    return insert_metric_points(session, lease.job_id, points)
+
+
+def write_checkpoint(session: Session, lease: Lease, epoch: int, step: int, path: Path, sha256: str,
+                     metrics: Mapping[str, Any], is_best: bool) -> None:
+    """The row of a checkpoint file the attempt wrote (its file exists before its row)."""
+    fence(session, lease)
+    record_checkpoint(session, lease.job_id, epoch, step, path, sha256, path.stat().st_size,
+                      {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)},
+                      is_best)
+
+
+def drop_checkpoint(session: Session, lease: Lease, epoch: int) -> str | None:
+    """Retention: remove the row of ``epoch`` and return its file's path, which the
+    caller deletes only after this commits (a listed checkpoint always has its file)."""
+    fence(session, lease)
+    path = session.scalar(delete(Checkpoint).where(Checkpoint.job_id == lease.job_id, Checkpoint.epoch == epoch)
+                          .returning(Checkpoint.path))
+    session.commit()
+    return path
+
+
+def reconcile_checkpoints(session: Session, lease: Lease, directory: Path, keep: set[int] | None) -> list[Path]:
+    """At the start of an attempt: make rows and files agree with the checkpoint it
+    resumes from. Rows of epochs outside ``keep`` (the resumed checkpoint's kept set;
+    None when starting afresh: keep nothing) are removed, then every file in
+    ``directory`` that no row lists (an older attempt's, left by a crash between file
+    and row, or a frozen attempt's) is deleted. Returns the files deleted."""
+    fence(session, lease)
+    rows = session.execute(select(Checkpoint.epoch, Checkpoint.path).where(Checkpoint.job_id == lease.job_id)).all()
+    stale = [epoch for epoch, _ in rows if keep is None or epoch not in keep]
+    if stale:
+        session.execute(delete(Checkpoint).where(Checkpoint.job_id == lease.job_id, Checkpoint.epoch.in_(stale)))
+    session.commit()
+    return _delete_unlisted(directory, {Path(p).name for e, p in rows if e not in stale})
+
+
+def prune_unlisted(session: Session, job_id: int, directory: Path) -> list[Path]:
+    """Delete the checkpoint files of a *finished* job that no row lists (left by an
+    attempt that died between writing a file and listing it)."""
+    return _delete_unlisted(directory, {Path(p).name for p in session.scalars(
+        select(Checkpoint.path).where(Checkpoint.job_id == job_id))})
+
+
+def _delete_unlisted(directory: Path, listed: set[str]) -> list[Path]:
+    removed = []
+    for f in sorted(directory.glob("*.npz")) if directory.is_dir() else []:
+        if f.name not in listed:
+            f.unlink(missing_ok=True)
+            removed.append(f)
+    return removed
 
 
 def _json_safe(value: Any) -> Any:

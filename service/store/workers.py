@@ -9,6 +9,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from .models import Job, User, Worker, utcnow
+from .status import JobStatus
 
 HEARTBEAT_S = 5.0
 # missing three heartbeats in a row means gone (crashed, or its machine is)
@@ -68,7 +69,7 @@ def list_workers(session: Session, viewer: User) -> list[WorkerView]:
     (other people's jobs are counted, not shown, unless the viewer is an admin)."""
     now = utcnow()
     workers = session.scalars(select(Worker).order_by(Worker.name)).all()
-    running = session.scalars(select(Job).where(Job.status == "running", Job.lease_owner.is_not(None))
+    running = session.scalars(select(Job).where(Job.status == JobStatus.RUNNING, Job.lease_owner.is_not(None))
                               .order_by(Job.id)).all()
     views = []
     for w in workers:

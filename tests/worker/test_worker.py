@@ -212,6 +212,8 @@ def test_a_crashed_rank_fails_the_attempt_and_the_retry_resumes_from_the_checkpo
     spec = copy.deepcopy(SLOW)
     spec.update(epochs=60, distributed={"world_size": 2}, checkpoint_every=5)
     spec["schedule"] = {"name": "cosine", "t_max": 60}
+    # float64: over 60 epochs float32 rounding of the 2-rank sum drifts past any tight tolerance
+    spec["model"]["dtype"] = "float64"
     job_id = submit(server, spec)
     s = server.session("alice")
     deadline = time.monotonic() + 60
@@ -231,4 +233,4 @@ def test_a_crashed_rank_fails_the_attempt_and_the_retry_resumes_from_the_checkpo
     params, epoch = final_params(server, job_id)
     single = copy.deepcopy(spec)
     single["distributed"] = {"world_size": 1}
-    np.testing.assert_allclose(params, offline_params(single, tmp_path), atol=1e-5)
+    np.testing.assert_allclose(params, offline_params(single, tmp_path), atol=1e-10)

@@ -1,0 +1,276 @@
+"""One attempt's hold on its job: the lease kept alive, and every write fenced by it.
+
+:class:`Attempt` renews the lease from a heartbeat thread and watches the cancel flag;
+its :meth:`Attempt.write` runs a fenced store function (``service.store.lifecycle``,
+``service.store.results``), retrying while the database is unreachable for as long as
+the lease may still be live, and turns a refusal into :class:`LeaseLost` — after
+which this process writes nothing more for the job and stops it.
+
+:class:`Reporter` is the training loop's side: it takes each step's figures into a
+list (a tuple per step, nothing else on the training thread) and a writer thread
+sends them in batches.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from nncore.callbacks import Callback, StepLog
+from service.store import lifecycle
+from service.store.db import unreachable
+from service.store.lifecycle import Lease, LeaseLost
+from service.store.models import Job
+from service.store.results import drop_checkpoint, write_checkpoint, write_points
+
+log = logging.getLogger(__name__)
+
+CANCEL_POLL_S = 0.5
+METRIC_FLUSH_S = 0.5
+RETRY_S = 0.5
+
+T = TypeVar("T")
+
+
+class Attempt:
+    """The lease of one attempt, renewed every third of ``lease_s`` until :meth:`stop`."""
+
+    def __init__(self, sessions: sessionmaker[Session], lease: Lease, lease_s: float) -> None:
+        self.sessions, self.lease, self.lease_s = sessions, lease, lease_s
+        self.cancel = threading.Event()
+        self.lost = threading.Event()
+        # the latest moment (monotonic) the lease can still be live: past it, retrying a
+        # write through an outage is pointless (the job belongs to the reaper by then)
+        self._live_until = time.monotonic() + lease_s
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"lease-{lease.job_id}")
+
+    @property
+    def job_id(self) -> int:
+        return self.lease.job_id
+
+    def start(self) -> Attempt:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def write(self, fn: Callable[[Session], T], what: str = "write") -> T:
+        """``fn(session)``, a fenced store call; retried while the database is
+        unreachable and the lease may be live. LeaseLost when refused or too late."""
+        outage = False
+        while True:
+            if self.lost.is_set():
+                raise LeaseLost(self.lease, "this attempt already lost it")
+            try:
+                with self.sessions() as s:
+                    return fn(s)
+            except LeaseLost:
+                self.lost.set()
+                raise
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                if time.monotonic() > self._live_until:
+                    self.lost.set()
+                    raise LeaseLost(self.lease, f"the database was unreachable until it expired ({what})") from exc
+                if not outage:
+                    log.warning("job %s: the database is unreachable (%s); retrying the %s", self.job_id,
+                                type(exc).__name__, what)
+                    outage = True
+                time.sleep(RETRY_S)
+
+    # -- checkpoints: the file first, then its row; on removal the row goes first -------------
+
+    @property
+    def checkpoint_suffix(self) -> str:
+        """Checkpoint files of different attempts never share a name: a frozen attempt
+        that wakes up can then never overwrite (or delete) a live attempt's file."""
+        return f"-a{self.lease.attempt}"
+
+    def record_checkpoint(self, epoch: int, step: int, path: Path, digest: str, metrics: dict[str, Any],
+                          is_best: bool) -> None:
+        """List a checkpoint file the attempt wrote; a refused row takes its file with it."""
+        try:
+            self.write(lambda s: write_checkpoint(s, self.lease, epoch, step, path, digest, metrics, is_best),
+                       "checkpoint row")
+        except LeaseLost:
+            path.unlink(missing_ok=True)
+            raise
+
+    def drop_checkpoint(self, epoch: int, path: Path) -> None:
+        """Retention: unlist the checkpoint, then delete its file."""
+        self.write(lambda s: drop_checkpoint(s, self.lease, epoch), "checkpoint removal")
+        path.unlink(missing_ok=True)
+
+    def renew(self) -> None:
+        started = time.monotonic()
+        with self.sessions() as s:
+            self.lease, cancel = lifecycle.renew(s, self.lease, self.lease_s)
+        self._live_until = started + self.lease_s
+        if cancel:
+            self.cancel.set()
+
+    def _poll_cancel(self) -> None:
+        with self.sessions() as s:
+            if s.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)):
+                self.cancel.set()
+
+    def _beat(self) -> None:
+        every = self.lease_s / 3
+        last = time.monotonic()
+        failing = False
+        while not self._halt.wait(min(CANCEL_POLL_S, every)):
+            try:
+                if time.monotonic() - last >= every:
+                    self.renew()
+                    last = time.monotonic()
+                else:
+                    self._poll_cancel()
+                failing = False
+            except LeaseLost as exc:
+                log.warning("%s; stopping this attempt", exc)
+                self.lost.set()
+                return
+            except Exception as exc:  # the database is unreachable: the next beat tries again
+                if not failing:
+                    log.warning("job %s: heartbeat failed (%s: %s)", self.job_id, type(exc).__name__, exc)
+                failing = True
+
+
+class Reporter(Callback):
+    """Step and epoch metrics and progress, written by a background thread in batches
+    (every METRIC_FLUSH_S) through the attempt's fence; and the stop signals (cancel,
+    a lost lease, a failed writer) checked between steps."""
+
+    wants_grad_norm = True
+
+    def __init__(self, attempt: Attempt, epochs: int, steps_per_epoch: int) -> None:
+        self.attempt, self.job_id = attempt, attempt.job_id
+        self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
+        self._steps: list[tuple[int, int, float, float, float, float]] = []
+        self._epochs: list[dict[str, float]] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._done = threading.Event()
+        self._last_step_t = time.monotonic()
+        self._started = time.monotonic()
+        self._first: tuple[int, int] | None = None
+        self._progress: tuple[int, int] | None = None
+        self._latest: dict[str, float] = {}
+        self.error: BaseException | None = None
+        self._writer = threading.Thread(target=self._write_loop, daemon=True, name=f"metrics-{self.job_id}")
+        self._writer.start()
+
+    def on_step(self, trainer: Any, log_: StepLog) -> None:
+        now = time.monotonic()
+        dt, self._last_step_t = now - self._last_step_t, now
+        self._steps.append((log_.step, log_.epoch + 1, log_.loss, log_.lr, log_.grad_norm,
+                            log_.samples / dt if dt > 0 else math.nan))
+        self._progress = (log_.epoch, log_.step)
+        if self._first is None:
+            # where this attempt started (a resumed job does not start at 0), for the ETA
+            self._first = (log_.epoch, log_.step - 1)
+
+    def on_epoch(self, trainer: Any, logs: dict[str, float]) -> None:
+        with self._lock:
+            self._epochs.append(dict(logs))
+        # the latest epoch's figures ride along with the progress, for job lists
+        self._latest = {k: round(float(v), 6) for k, v in logs.items()
+                        if k not in ("epoch", "step", "time", "lr", "samples_per_s")
+                        and isinstance(v, (int, float)) and math.isfinite(v)}
+        # no wake-up here: a write per epoch would cost fast jobs more than their training
+        self._progress = (int(logs["epoch"]), int(logs["step"]))
+
+    def _rows(self, steps: list[tuple], epochs: list[dict[str, float]]) -> list[tuple[str, int, int, float]]:
+        isfinite = math.isfinite
+        rows = []
+        for step, epoch, loss, lr, gnorm, sps in steps:
+            for name, value in (("loss", loss), ("lr", lr), ("grad_norm", gnorm), ("samples_per_s", sps)):
+                if isfinite(value):
+                    rows.append((name, step, epoch, float(value)))
+        for logs in epochs:
+            epoch, step = int(logs["epoch"]), int(logs["step"])
+            for name, value in logs.items():
+                if name in ("epoch", "step", "time") or not isinstance(value, (int, float)) or not isfinite(value):
+                    continue
+                # step series and epoch series never share a name: `loss` is a batch's loss,
+                # `epoch_loss` the epoch's mean, `val_loss` the validation loss
+                rows.append((name if name.startswith("val_") else f"epoch_{name}", step, epoch, float(value)))
+        return rows
+
+    def _progress_doc(self) -> dict[str, Any] | None:
+        if self._progress is None:
+            return None
+        epoch, step = self._progress
+        first_epoch, first_step = self._first or (epoch, step)
+        elapsed = time.monotonic() - self._started
+        if self.steps_per_epoch > 1:  # by steps: an ETA within the first epoch already
+            total = self.epochs * self.steps_per_epoch
+            done = (step - first_step) / max(1, total - first_step)
+        else:  # MPI ranks report epochs only
+            done = (epoch - first_epoch) / max(1, self.epochs - first_epoch)
+        eta = elapsed / done - elapsed if done > 0 else None
+        return {"epoch": epoch, "step": step, "epochs": self.epochs, "steps_per_epoch": self.steps_per_epoch,
+                "eta_s": round(eta, 1) if eta is not None else None, "metrics": self._latest}
+
+    def _write(self) -> None:
+        with self._lock:
+            # swapping the lists is atomic under the lock; the loop appends to the new ones
+            steps, self._steps = self._steps, []
+            epochs, self._epochs = self._epochs, []
+        rows = self._rows(steps, epochs)
+        progress = self._progress_doc()
+        lease = self.attempt.lease
+
+        def write(s: Session) -> None:
+            if rows:
+                write_points(s, lease, rows)
+            if progress is not None:
+                lifecycle.set_progress(s, lease, progress)
+
+        self.attempt.write(write, "metrics")
+
+    def _write_loop(self) -> None:
+        while not self._done.is_set():
+            self._wake.wait(METRIC_FLUSH_S)
+            self._wake.clear()
+            try:
+                self._write()
+            except LeaseLost:
+                return  # the attempt's lost flag is set: training stops at its next step
+            except BaseException as exc:  # surfaced by flush() and should_stop: the job must not look fine
+                self.error = exc
+                return
+
+    def flush(self) -> None:
+        """Stop the writer and write what is left (call once, at the end)."""
+        self._done.set()
+        self._wake.set()
+        self._writer.join()
+        self._raise_if_failed()
+        self._write()
+
+    def close(self) -> None:
+        """Stop the writer without writing (the attempt failed)."""
+        self._done.set()
+        self._wake.set()
+
+    def _raise_if_failed(self) -> None:
+        if self.attempt.lost.is_set():
+            raise LeaseLost(self.attempt.lease, "found between two steps")
+        if self.error is not None:
+            raise RuntimeError(f"metrics could not be written: {type(self.error).__name__}: {self.error}") \
+                from self.error
+
+    def should_stop(self, trainer: Any) -> str | None:
+        self._raise_if_failed()
+        return "cancelled" if self.attempt.cancel.is_set() else None
