@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SPEC   ?= examples/digits.json
 
-.PHONY: install run up test lint bench clean
+.PHONY: install run up test test-fast lint bench clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ up: install
 ## test: the whole test suite, slow tests included
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
+
+## test-fast: the in-process tier, no server processes (under a minute)
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m "not integration and not slow"
 
 lint: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet ruff

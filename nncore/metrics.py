@@ -1,4 +1,4 @@
-"""Metrics: accuracy (binary and multi-class) and regression errors."""
+"""Metrics: class predictions and correct counts (binary and multi-class) and regression errors."""
 from __future__ import annotations
 
 import numpy as np
@@ -16,10 +16,6 @@ def correct_count(a: np.ndarray, labels: np.ndarray) -> int:
     if a.shape[1] == 1:
         return int(np.count_nonzero((a[:, 0] >= 0.5) == labels))
     return int(np.count_nonzero(a.argmax(axis=1) == labels))
-
-
-def accuracy(a: np.ndarray, labels: np.ndarray) -> float:
-    return correct_count(a, labels) / a.shape[0]
 
 
 def mae(a: np.ndarray, y: np.ndarray) -> float:

@@ -8,7 +8,6 @@ and lists the known names.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -136,6 +135,3 @@ def check_number(name: str, value: Any, *, low: float | None = None, high: float
     if high is not None and (value >= high if high_open else value > high):
         raise ValueError(f"`{name}` must be {'<' if high_open else '<='} {high:g}, got {value!r}")
     return int(value) if integer else float(value)
-
-
-Factory = Callable[..., Any]

@@ -7,7 +7,6 @@ so that what is stored is exactly what runs.
 """
 from __future__ import annotations
 
-import copy
 import json
 import re
 from dataclasses import dataclass
@@ -371,10 +370,3 @@ def load_spec(path: str | Path, limits: dict[str, int] | None = None) -> dict[st
     if not path.is_file():
         raise SpecError([Problem("", f"spec file {str(path)!r} does not exist")])
     return validate_spec(parse_spec_text(path.read_text(), str(path)), limits)
-
-
-def with_overrides(spec: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    """A copy of a normalised spec with top-level fields changed, revalidated."""
-    doc = copy.deepcopy(spec)
-    doc.update({k: v for k, v in changes.items() if v is not None})
-    return validate_spec(doc)

@@ -20,10 +20,11 @@ from typing import Any, Literal
 
 import requests
 
+# the store's catalog of statuses, which imports nothing but the standard library
+from .store.status import FINISHED, JobStatus
+
 #: which checkpoint: the newest, the one marked best, or an epoch number
 CheckpointRef = Literal["latest", "best"] | int
-
-FINISHED = ("succeeded", "failed", "cancelled")
 
 
 class ApiError(Exception):
@@ -106,9 +107,14 @@ class Client:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self._call("POST", "/jobs", json={"spec": spec, "priority": priority}, headers=headers)
 
-    def jobs(self, status: str | None = None, limit: int = 50, page_token: str | None = None) -> dict[str, Any]:
+    def jobs(self, status: str | Iterable[JobStatus | str] | None = None, limit: int = 50,
+             page_token: str | None = None) -> dict[str, Any]:
         """One page of your jobs, newest first: ``{"items": [...], "next_page_token": ...}``.
-        ``status`` is comma-separated (``"queued,running"``)."""
+        ``status`` is comma-separated (``"queued,running"``) or a collection of statuses
+        (``[JobStatus.QUEUED, JobStatus.RUNNING]``, or ``FINISHED``)."""
+        if status is not None and not isinstance(status, str):
+            wanted = {JobStatus(s) for s in status}  # a ValueError names an unknown status here
+            status = ",".join(s.value for s in JobStatus if s in wanted)
         params = {k: v for k, v in {"status": status, "limit": limit, "page_token": page_token}.items() if v}
         return self._call("GET", "/jobs", params=params)
 

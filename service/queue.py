@@ -7,6 +7,8 @@ the worker's reaper periodically), so a job is never lost.
 from __future__ import annotations
 
 import logging
+import math
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -19,6 +21,30 @@ log = logging.getLogger(__name__)
 TASK_NAME = "trainyard.run_job"
 QUEUE = "jobs"
 MAX_PRIORITY = 9
+
+
+#: the prefix of kombu's SQLAlchemy transport: the rest is an SQLAlchemy URL
+SQLA_PREFIX = "sqla+"
+
+
+def embedded_broker_file(broker_url: str) -> Path | None:
+    """The SQLite file of a ``sqla+sqlite:///PATH`` broker, else None (Redis, a server
+    database, SQLite in memory)."""
+    if not broker_url.startswith(SQLA_PREFIX + "sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(broker_url.removeprefix(SQLA_PREFIX)).database
+    return Path(database).resolve() if database and database != ":memory:" else None
+
+
+def prepare_broker(broker_url: str) -> None:
+    """Create the folder of an embedded broker's SQLite file. Every process that uses the
+    broker calls this first: SQLite creates the file but not its folder, and kombu
+    answers a missing folder only by retrying "unable to open database file" forever."""
+    path = embedded_broker_file(broker_url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def celery_priority(priority: int) -> int:
@@ -34,6 +60,7 @@ class Enqueuer:
         self.broker_url = broker_url
         self.timeout_s = timeout_s
         self._app: Any = None
+        self._sql_engine: Any = None
 
     @property
     def app(self) -> Any:
@@ -64,11 +91,45 @@ class Enqueuer:
     def ping(self) -> str | None:
         """None when the broker answers, else the reason it does not."""
         try:
-            with self.app.connection_for_write() as conn:
-                conn.ensure_connection(max_retries=0, timeout=self.timeout_s)
+            if self.broker_url.startswith(SQLA_PREFIX):
+                self._ping_sql()
+            else:
+                with self.app.connection_for_write() as conn:
+                    conn.ensure_connection(max_retries=0, timeout=self.timeout_s)
             return None
         except Exception as exc:
-            return str(exc) or type(exc).__name__
+            return _reason(exc)
+
+    def _ping_sql(self) -> None:
+        # kombu's SQLAlchemy transport connects lazily, so ensure_connection "succeeds"
+        # without opening anything: ask the database itself
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.pool import NullPool
+
+        if self._sql_engine is None:
+            url = self.broker_url.removeprefix(SQLA_PREFIX)
+            # NullPool: every ping opens a fresh connection, so a broker that went away
+            # is noticed (and nothing pooled is shared with a forked process)
+            self._sql_engine = create_engine(url, poolclass=NullPool, connect_args=self._connect_timeout(url))
+        with self._sql_engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def _connect_timeout(self, url: str) -> dict[str, Any]:
+        if url.startswith("sqlite"):
+            return {"timeout": self.timeout_s}
+        if url.startswith(("postgresql", "mysql")):
+            return {"connect_timeout": max(1, math.ceil(self.timeout_s))}
+        return {}
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as one line for a person: SQLAlchemy's own message without its
+    appended SQL and documentation link."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return f"{type(exc.orig).__name__}: {exc.orig}".strip().splitlines()[0]
+    return (str(exc) or type(exc).__name__).strip().splitlines()[0]
 
 
 def enqueue(session: Session, enqueuer: Enqueuer, job: Job) -> bool:

@@ -25,10 +25,11 @@ def serve(settings: Settings, host: str, port: int, workers: int = 2, threads: i
           access_log: bool = True) -> None:
     """Migrate the database to head, re-enqueue jobs the broker missed, and serve the API."""
     from .api import create_app
-    from .queue import Enqueuer, enqueue_pending
+    from .queue import Enqueuer, enqueue_pending, prepare_broker
     from .store.db import make_engine, make_sessionmaker
     from .store.migrate import upgrade
 
+    prepare_broker(settings.broker_url)
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     with make_sessionmaker(engine)() as session:

@@ -1,9 +1,11 @@
 """Shared fixtures: real servers for the service tests.
 
 ``postgres_url`` starts a throwaway PostgreSQL cluster (or uses
-TRAINYARD_TEST_POSTGRES_URL); ``api_server`` runs ``trainyard api`` (gunicorn) as a
+TRAINYARD_TEST_POSTGRES_URL); ``live_api_server`` runs ``trainyard api`` (gunicorn) as a
 real process on a fresh SQLite or PostgreSQL database, with tokens for two users and
-an administrator.
+an administrator, for the ``integration`` tests that need a real process. Most service
+tests use tests/service/conftest.py's ``api_server`` instead: the same API in this
+process (tests/inprocess.py).
 """
 from __future__ import annotations
 
@@ -48,6 +50,57 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
+def _ram_disk() -> str | None:
+    """/dev/shm when it has room: the in-process tests copy a template database for each
+    test, which takes a third of the time there that it takes on disk; else the default
+    temporary folder (a container's /dev/shm is often 64 MiB)."""
+    shm = Path("/dev/shm")
+    try:
+        return str(shm) if shm.is_dir() and shutil.disk_usage(shm).free >= 2 << 30 else None
+    except OSError:
+        return None
+
+
+class PostgresCluster:
+    """A PostgreSQL cluster of the tests' own in a temporary folder: made by ``init``, and
+    stopped and started again at will (the outage and chaos tests stop it on purpose)."""
+
+    def __init__(self, prefix: str = "typg-", ram_disk: bool = False) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix=prefix, dir=_ram_disk() if ram_disk else None))
+        self.data, self.sock, self.log = self.base / "data", self.base / "sock", self.base / "log"
+        self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        """The superuser's URL of the maintenance database 'postgres'."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _ctl(self, *args: str, check: bool = True) -> None:
+        subprocess.run(_as_postgres([_pg_tool("pg_ctl"), "-D", str(self.data), *args]), check=check,
+                       capture_output=True)
+
+    def init(self) -> PostgresCluster:
+        self.sock.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(self.base, "postgres")
+            shutil.chown(self.sock, "postgres")
+        subprocess.run(_as_postgres([_pg_tool("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                                     "--no-sync"]), check=True, capture_output=True)
+        self.start()
+        return self
+
+    def start(self) -> None:
+        self._ctl("-w", "-l", str(self.log), "-o",
+                  f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._ctl("-w", "-m", mode, "stop")
+
+    def remove(self) -> None:
+        self._ctl("-m", "immediate", "stop", check=False)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def throwaway_postgres() -> Iterator[str]:
     """A PostgreSQL server URL (superuser, database 'postgres'): TRAINYARD_TEST_POSTGRES_URL
@@ -56,24 +109,42 @@ def throwaway_postgres() -> Iterator[str]:
     if given:
         yield given
         return
-    base = Path(tempfile.mkdtemp(prefix="typg-"))
-    data, sock = base / "data", base / "sock"
-    sock.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-        shutil.chown(sock, "postgres")
-    port = free_port()
-    subprocess.run(_as_postgres([_pg_tool("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-                                 "--no-sync"]), check=True, capture_output=True)
-    subprocess.run(_as_postgres([_pg_tool("pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"), "-o",
-                                 f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start"]),
-                   check=True, capture_output=True)
+    cluster = PostgresCluster(ram_disk=True).init()
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        yield cluster.url
     finally:
-        subprocess.run(_as_postgres([_pg_tool("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-                       capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.remove()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster for one test alone, which it may stop and start."""
+    cluster = PostgresCluster("typg-own-").init()
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+# The browser tests drive Debian's Chromium through Playwright (no browser download). No
+# sandbox as root; no background networking: this machine's network is closed and
+# Chromium's own connections would only fail.
+CHROMIUM = os.environ.get("TRAINYARD_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    """Headless Chromium, one per test module."""
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (the browser tests drive a real browser)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
 
 
 @pytest.fixture(scope="session")
@@ -166,7 +237,7 @@ def stop_api_server(server: ApiServer) -> None:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def api_server(request, tmp_path_factory) -> Iterator[ApiServer]:
+def live_api_server(request, tmp_path_factory) -> Iterator[ApiServer]:
     """``trainyard api`` running on a fresh database of each kind (one per test module).
 
     A module may set ``API_SERVER_ENV = {...}`` for extra environment variables of its

@@ -4,5 +4,6 @@ The service itself lives in ``service`` (API, store, CLI), ``worker`` and ``nnco
 this package is the stable import path for users of the API.
 """
 from service.client import ApiError, ChecksumError, Client, NoSuchCheckpoint
+from service.store.status import FINISHED, JobStatus
 
-__all__ = ["ApiError", "ChecksumError", "Client", "NoSuchCheckpoint"]
+__all__ = ["FINISHED", "ApiError", "ChecksumError", "Client", "JobStatus", "NoSuchCheckpoint"]

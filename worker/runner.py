@@ -56,7 +56,8 @@ def reset_engines() -> None:
 
 def sessions_for(url: str) -> sessionmaker[Session]:
     if url not in _engines:
-        engine = make_engine(url, pool_pre_ping=True)
+        # a write transaction takes milliseconds; one idle for seconds belongs to a frozen process
+        engine = make_engine(url, pool_pre_ping=True, idle_in_transaction_s=5.0)
         _engines[url] = (engine, make_sessionmaker(engine))
     return _engines[url][1]
 

@@ -12,9 +12,12 @@ from typing import Any
 
 from apiflask import APIFlask, HTTPError
 from flask import Response, current_app, json, request
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
+from ..store.db import unreachable
 from ..store.errors import Conflict, DomainError, FieldProblem, Invalid, NotFound
+from .state import discard_db
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,10 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 _SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
           406: "not-acceptable", 409: "conflict", 413: "too-large", 415: "unsupported-media-type",
           422: "validation", 429: "too-many-requests", 500: "internal", 503: "unavailable"}
+
+
+#: seconds a client should wait before retrying while the database is unreachable
+DATABASE_RETRY_AFTER_S = 5
 
 
 def problem(status: int, title: str, detail: str | None = None, errors: list[FieldProblem] | None = None,
@@ -120,6 +127,20 @@ def init_app(app: APIFlask) -> None:
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
         return problem(code, exc.name, detail, headers=headers)
 
+    # DBAPIError covers IntegrityError, ProgrammingError, ...: those are bugs or conflicts
+    # and answered as before; only the errors that mean the database cannot be reached
+    # (down, restarting, a dropped connection, a pool timeout) become 503
+    @app.errorhandler(sa_exc.DBAPIError)
+    @app.errorhandler(sa_exc.TimeoutError)
+    def database_error(exc: sa_exc.SQLAlchemyError) -> Response:
+        if not unreachable(exc):
+            return unexpected(exc)
+        log.warning("the database is unreachable on %s %s: %s", request.method, request.path,
+                    str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
+        discard_db()
+        return problem(503, "Service Unavailable", "the database is unreachable; try again shortly",
+                       headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)})
+
     @app.errorhandler(RecursionError)
     def too_deep(exc: RecursionError) -> Response:
         # Python's JSON parser gives up on deeply nested arrays/objects with this, not ValueError
@@ -128,8 +149,8 @@ def init_app(app: APIFlask) -> None:
         return unexpected(exc)
 
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+    def unexpected(exc: BaseException) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
         return problem(500, "Internal server error", "the server failed to handle this request; it has been logged")
 
 
@@ -175,6 +196,13 @@ def problem_responses_in_spec(spec: dict[str, Any]) -> dict[str, Any]:
                 op["requestBody"]["required"] = True
                 if "application/json" in op["requestBody"].get("content", {}):
                     op.setdefault("responses", {}).setdefault("400", {"description": "The body is not JSON"})
+            if op.get("security"):
+                # checking the token reads the database, so each of these routes answers
+                # 503 while it is unreachable (see database_error)
+                op.setdefault("responses", {}).setdefault("503", {
+                    "description": "The database is unreachable; retry after Retry-After seconds",
+                    "headers": {"Retry-After": {"description": "Seconds to wait before retrying",
+                                                "schema": {"type": "integer"}}}})
             for code, resp in op.get("responses", {}).items():
                 if str(code).isdigit() and int(code) >= 400 and not _declared_content(resp):
                     resp["content"] = {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}

@@ -7,7 +7,7 @@ from apiflask import APIBlueprint
 from sqlalchemy import text
 
 from .schemas import Health
-from .state import db, state
+from .state import db, discard_db, state
 
 bp = APIBlueprint("health", __name__, tag="Health")
 
@@ -24,6 +24,7 @@ def health() -> Any:
         database = "ok"
     except Exception as exc:  # report, do not raise: this endpoint exists to say what is down
         database = f"unreachable: {type(exc).__name__}"
+        discard_db()
     broker_problem = state().enqueuer.ping()
     broker = "ok" if broker_problem is None else f"unreachable: {broker_problem}"
     ok = database == "ok" and broker == "ok"

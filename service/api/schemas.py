@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
 from apiflask.fields import UploadFile
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, create_model
 
-from nncore.spec import DATA_KEYS, LAYER_KEYS, MODEL_KEYS, TOP_LEVEL
+from nncore.spec import DATA_KEYS, DEFAULT_LIMITS, LAYER_KEYS, MODEL_KEYS, TOP_LEVEL
 
 from ..store.models import Checkpoint, Dataset, Event, Job
 from ..store.results import MAX_EVENTS_PAGE, MAX_METRICS_PAGE, MAX_POINTS, MIN_POINTS
+from ..store.status import JobStatus
 
 # ids and steps are BIGINT columns; larger numbers are refused before they reach SQL
 MAX_BIGINT = 2**63 - 1
@@ -56,7 +57,7 @@ class JobIn(BaseModel):
     priority: JsonInt = Field(0, ge=-100, le=100, description="Higher runs first.")
 
 
-_STATUS = "(queued|running|succeeded|failed|cancelled)"
+_STATUS = "(" + "|".join(s.value for s in JobStatus) + ")"
 _RFC3339 = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
                       r"([Zz]|[+-][0-9]{2}:[0-9]{2})")
 
@@ -96,7 +97,7 @@ class JobsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: str | None = Field(None, max_length=64, pattern=f"^ *{_STATUS} *(, *{_STATUS} *)*$",
-                               description="Comma-separated: queued,running,succeeded,failed,cancelled")
+                               description="Comma-separated: " + ",".join(s.value for s in JobStatus))
     created_after: UTCTime | None = Field(None, description="Only jobs created at or after this time.")
     created_before: UTCTime | None = Field(None, description="Only jobs created before this time.")
     limit: int = Field(50, ge=1, le=200)
@@ -109,7 +110,7 @@ class JobOut(BaseModel):
     id: int
     name: str | None
     owner: str
-    status: str
+    status: JobStatus
     priority: int
     attempts: int
     cancel_requested: bool
@@ -304,6 +305,29 @@ class Health(BaseModel):
     status: str
     database: str
     broker: str
+
+
+class StatusInfo(BaseModel):
+    name: JobStatus
+    finished: bool = Field(description="Whether the state is final: nothing changes such a job again.")
+    description: str
+
+
+class _ServerLimits(BaseModel):
+    max_upload_bytes: int = Field(description="The largest request body (dataset uploads included), bytes.")
+    max_predict_rows: int = Field(description="Rows one predict call accepts.")
+
+
+# one field per limit the spec validator enforces, so a limit added there shows here
+Limits = create_model(
+    "Limits", __base__=_ServerLimits,
+    **{name: (int, Field(description="A job spec's limit (see the spec validator).")) for name in DEFAULT_LIMITS})
+
+
+class Meta(BaseModel):
+    version: str = Field(description="The server's trainyard version.")
+    job_statuses: list[StatusInfo] = Field(description="Every job status, in the order of a job's life.")
+    limits: Limits  # type: ignore[valid-type]
 
 
 def iso(t: datetime | None) -> str | None:

@@ -1,6 +1,7 @@
 """Per-app state (engine, sessions, enqueuer, model cache) and the request's database session."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from flask import current_app, g
@@ -10,6 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..config import Settings
 from ..queue import Enqueuer
 from ..store.predict import ModelCache
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,6 +34,19 @@ def db() -> Session:
     if "db" not in g:
         g.db = state().sessions()
     return g.db
+
+
+def discard_db() -> None:
+    """Drop this request's session and invalidate its connection, after an error that
+    means the database went away: the broken connection must not go back to the pool
+    for the next request to trip over, nor be rolled back (which fails and logs noise)."""
+    session = g.pop("db", None)
+    if session is None:
+        return
+    try:
+        session.invalidate()
+    except Exception:  # the connection is already gone; nothing is left to release
+        log.debug("discarding the session after a database error", exc_info=True)
 
 
 def close_db(_exc: BaseException | None = None) -> None:

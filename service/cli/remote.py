@@ -13,12 +13,36 @@ from typing import Any
 
 import click
 
+from ..store.status import FINISHED, JobStatus
 from . import _duration, _fail, main
 
 _url_option = click.option("--url", envvar="TRAINYARD_URL", default="http://127.0.0.1:8000", show_default=True,
                            help="The API [env TRAINYARD_URL].")
 _token_option = click.option("--token", envvar="TRAINYARD_TOKEN", help="API token [env TRAINYARD_TOKEN].")
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+class _Statuses(click.ParamType):
+    """Job statuses, comma-separated (``queued,running``), each one of JobStatus: a typo
+    is refused here with the list, rather than by the server as a bare 422."""
+
+    name = "statuses"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        names = [v.strip() for v in str(value).split(",") if v.strip()]
+        known = [s.value for s in JobStatus]
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            self.fail(f"{', '.join(map(repr, unknown)) or 'nothing'} is not a job status; choose from "
+                      f"{', '.join(known)} (several separated by commas)", param, ctx)
+        return ",".join(names)
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        done, _, last = incomplete.rpartition(",")
+        prefix = done + "," if done else ""
+        return [CompletionItem(prefix + s.value) for s in JobStatus if s.value.startswith(last)]
 
 
 def _client(url: str, token: str | None) -> Any:
@@ -81,7 +105,7 @@ def submit(spec_file: Path, priority: int, watch: bool, url: str, token: str | N
     click.echo(f"submitted job {job['id']} ({job['status']})", err=as_json)
     if watch:
         job = _watch(client, job["id"], as_json)
-        if job["status"] != "succeeded":
+        if job["status"] != JobStatus.SUCCEEDED:
             sys.exit(1)
 
 
@@ -100,7 +124,7 @@ def _watch(client: Any, job_id: int, as_json: bool) -> dict[str, Any]:
             sys.stderr.write(f"\rjob {job_id} {job['status']} [{bar}] epoch {p['epoch']}/{p['epochs']}{figures}"
                              + (f" eta {_duration(eta)}" if eta is not None else "") + "\033[K")
             sys.stderr.flush()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
+        if job["status"] in FINISHED:
             if tty:
                 sys.stderr.write("\r\033[K")
             if as_json:
@@ -115,7 +139,8 @@ def _watch(client: Any, job_id: int, as_json: bool) -> dict[str, Any]:
 
 
 @main.command()
-@click.option("--status", help="Comma-separated statuses to show.")
+@click.option("--status", type=_Statuses(),
+              help=f"Only jobs in these statuses, comma-separated: {', '.join(s.value for s in JobStatus)}.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 200))
 @_url_option
 @_token_option
@@ -154,7 +179,7 @@ def status(job_id: int, url: str, token: str | None, as_json: bool) -> None:
 def cancel(job_id: int, url: str, token: str | None) -> None:
     """Cancel a job (a running one stops at its next step)."""
     job = _call(_client(url, token).cancel, job_id)
-    click.echo(f"job {job_id}: {'cancel requested' if job['status'] == 'running' else job['status']}")
+    click.echo(f"job {job_id}: {'cancel requested' if job['status'] == JobStatus.RUNNING else job['status']}")
 
 
 @main.command()

@@ -105,24 +105,39 @@ def worker(concurrency: int, queues: str, database_url: str | None, broker_url: 
                        ("TRAINYARD_ARTIFACT_DIR", str(artifact_dir) if artifact_dir else None)):
         if value:
             os.environ[var] = value
+    from celery.signals import worker_ready
+
     from worker.celery_app import celery
-    from worker.presence import Presence
+    from worker.presence import Presence, worker_name
     from worker.reaper import Reaper
 
+    from ..queue import prepare_broker
     from ..store.migrate import upgrade
 
     settings = celery.trainyard_settings
+    prepare_broker(settings.broker_url)
     upgrade(settings.database_url)
     reaper = Reaper(settings)
     reaper.start()
-    presence = Presence(settings, concurrency, queues)
-    presence.start()
+    # named now, before the pool forks, so its processes name their leases after this worker
+    worker_name()
+    presence: list[Presence] = []
+
+    def register(**_kwargs: Any) -> None:
+        # Listed only once Celery is connected to the broker and consuming: a worker in the
+        # registry can take jobs, and `trainyard up` waits for this row to say it is up.
+        if not presence:
+            presence.append(Presence(settings, concurrency, queues))
+            presence[0].start()
+
+    worker_ready.connect(register, weak=False)
     try:
         celery.worker_main([*(["--quiet"] if quiet else []), "worker", f"--concurrency={concurrency}",
                             f"--queues={queues}", f"--loglevel={'warning' if quiet else loglevel}",
                             "--without-gossip", "--without-mingle"])
     finally:
-        presence.stop()
+        for p in presence:
+            p.stop()
         reaper.stop()
 
 
@@ -131,34 +146,68 @@ def worker(concurrency: int, queues: str, database_url: str | None, broker_url: 
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", "n_workers", default=1, show_default=True, type=click.IntRange(1, 16),
               help="Jobs trained at once.")
-def up(host: str, port: int, n_workers: int) -> None:
+@click.option("--start-timeout", default=30.0, show_default=True, type=click.FloatRange(1, 3600),
+              help="Seconds the API and the worker have to start working before up gives up.")
+def up(host: str, port: int, n_workers: int, start_timeout: float) -> None:
     """Everything on this machine, no server to install: migrations on a SQLite file,
     the API, a worker on the embedded broker, and the reaper. Ctrl-C stops it all."""
     import signal
-    import subprocess
 
-    from ..store.db import make_engine, make_sessionmaker
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..queue import Enqueuer, prepare_broker
+    from ..store.db import make_engine, make_sessionmaker, unreachable
     from ..store.migrate import upgrade
     from ..store.users import create_token
+    from .supervise import Part, Readiness, stop, wait_until_up
 
     settings = _settings()
-    upgrade(settings.database_url)
-    engine = make_engine(settings.database_url)
-    with make_sessionmaker(engine)() as session:
-        secret = create_token(session, "admin", token_name="trainyard up", admin=True)
-    engine.dispose()
+    # A broker nobody can reach would leave the worker retrying forever and every job
+    # queued: say so before anything is started.
+    prepare_broker(settings.broker_url)
+    broker_problem = Enqueuer(settings.broker_url, timeout_s=5.0).ping()
+    if broker_problem is not None:
+        _fail(f"the broker {_safe_url(settings.broker_url)} cannot be reached: {broker_problem}", 1)
+    try:
+        upgrade(settings.database_url)
+        engine = make_engine(settings.database_url)
+        try:
+            with make_sessionmaker(engine)() as session:
+                secret = create_token(session, "admin", token_name="trainyard up", admin=True)
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        _fail(f"the database {_safe_url(settings.database_url)} cannot be "
+              f"{'reached' if unreachable(exc) else 'used'}: {reason}", 1)
+
+    stopping: list[bool] = []
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        stopping.append(True)
+
+    # set before the parts start, so Ctrl-C while they start stops them too (they run in
+    # sessions of their own, which the terminal's Ctrl-C does not reach)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
     exe = [sys.executable, "-m", "service.cli"]
     env = {**os.environ, "TRAINYARD_DATABASE_URL": settings.database_url,
            "TRAINYARD_BROKER_URL": settings.broker_url, "TRAINYARD_ARTIFACT_DIR": str(settings.artifact_dir)}
-    # the parts log to stderr: stdout carries only the token, for scripts
-    children = [
-        subprocess.Popen(exe + ["api", "--host", host, "--port", str(port), "--quiet"], env=env,
-                         start_new_session=True, stdout=sys.stderr),
-        subprocess.Popen(exe + ["worker", "--concurrency", str(n_workers), "--quiet"], env=env,
-                         start_new_session=True, stdout=sys.stderr),
-    ]
+    # the parts log to up's stderr: stdout carries only the token, for scripts
+    parts = [Part("api", exe + ["api", "--host", host, "--port", str(port), "--quiet"], env),
+             Part("worker", exe + ["worker", "--concurrency", str(n_workers), "--quiet"], env)]
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    _wait_for_api(base, children[0])
+    problem = wait_until_up(parts, Readiness(base, secret, parts[1].proc.pid), start_timeout,
+                            lambda: bool(stopping))
+    if problem is not None:
+        stop(parts)
+        _fail(f"trainyard did not start: {problem}", 1)
+    if stopping:
+        stop(parts)
+        click.echo("trainyard stopped", err=True)
+        return
+
     embedded = " (embedded, no server needed)" if settings.broker_url.startswith("sqla+") else ""
     # the command as this shell can run it (a virtualenv's bin is often not on PATH)
     cli = "trainyard" if shutil.which("trainyard") == os.path.abspath(sys.argv[0]) else os.path.relpath(sys.argv[0])
@@ -175,34 +224,15 @@ in another terminal:
 Ctrl-C stops everything. The admin token (shown once):""", err=True)
     click.echo(secret)
 
-    stopping = []
-
-    def stop(_signum: int, _frame: Any) -> None:
-        stopping.append(True)
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    while not stopping and all(c.poll() is None for c in children):
+    while not stopping and not any(p.exited for p in parts):
         time.sleep(0.2)
-    failed = [c for c in children if c.poll() not in (None, 0)]
-    # SIGTERM to each part's main process only: gunicorn and Celery then stop their own
-    # children in order (a signal to the whole group would kill the pool under Celery)
-    for c in children:
-        if c.poll() is None:
-            c.terminate()
-    for c in children:
-        try:
-            c.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            pass
-        # whatever is left of the group (a job's MPI ranks, a stuck child) goes now
-        try:
-            os.killpg(c.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        c.wait()
-    if failed and not stopping:
-        _fail("a part of trainyard stopped unexpectedly; see its output above", 1)
+    exited = next((p for p in parts if p.exited), None)
+    if exited is not None and not stopping:
+        click.echo(f"error: the {exited.name} stopped unexpectedly ({exited.exit_text()}); stopping the rest of "
+                   f"trainyard. The last it printed:\n{exited.last_lines()}", err=True)
+        stop(parts)
+        sys.exit(1)
+    stop(parts)
     click.echo("trainyard stopped", err=True)
 
 
@@ -213,19 +243,3 @@ def _safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return url
-
-
-def _wait_for_api(base: str, proc: Any, timeout_s: float = 60.0) -> None:
-    """Until the API answers, so the URLs printed next work when they are clicked."""
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(base + "/api/v1/health", timeout=1):
-                return
-        except urllib.error.HTTPError:
-            return  # it answers; a 503 says what is down, which its own log shows
-        except OSError:
-            time.sleep(0.2)

@@ -10,10 +10,13 @@ const REFRESH_MS = 2000;
 const MAX_POINTS = 800;
 // new points fetched per poll at most (the rest comes with the next poll)
 const NEW_POINTS_PAGE = 10000;
-const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+// The server's job statuses, in the order of a job's life, and those that are final:
+// both from /api/v1/meta (loadMeta), so a status the server adds shows up here unchanged.
+const STATUSES = [];
+const FINISHED = new Set();
 const COLORS = ["#1f6feb", "#e8710a", "#12a150", "#b42318", "#7c3aed", "#0e7490"];
 
-const app = { token: localStorage.getItem(TOKEN_KEY), user: null, timer: null, cleanup: [], generation: 0 };
+const app = { token: localStorage.getItem(TOKEN_KEY), user: null, meta: null, timer: null, cleanup: [], generation: 0 };
 
 class ApiError extends Error {
   constructor(status, problem) {
@@ -119,6 +122,7 @@ const badge = (text, kind = text) => h("span", { class: `badge ${kind}` }, text)
 
 function progressBar(job, wide = false) {
   const p = job.progress || {};
+  // a success is complete even when early stopping ended it before its last epoch
   const done = job.status === "succeeded" ? 1 : p.epochs ? p.epoch / p.epochs : 0;
   return h("span", {},
     h("span", { class: `bar${wide ? " wide" : ""}`, role: "progressbar", "aria-valuenow": Math.round(done * 100),
@@ -159,9 +163,26 @@ function stopView() {
   app.generation += 1;
 }
 
+// Once per page load; the views below need the statuses to filter and label jobs.
+async function loadMeta() {
+  if (app.meta) return;
+  const meta = await api("/meta");
+  STATUSES.splice(0, STATUSES.length, ...meta.job_statuses);
+  FINISHED.clear();
+  for (const s of meta.job_statuses) if (s.finished) FINISHED.add(s.name);
+  app.meta = meta;
+}
+
 async function render() {
   stopView();
   const main = document.getElementById("view");
+  try {
+    await loadMeta();
+  } catch (err) {
+    main.replaceChildren(h("div", { class: "error-box" }, err.message),
+      h("p", {}, h("button", { type: "button", onclick: () => render() }, "Try again")));
+    return;
+  }
   if (!app.token) {
     main.replaceChildren(loginView());
     return;
@@ -244,7 +265,8 @@ function loginView(message) {
 
 function jobsView(main) {
   const filter = h("select", { "aria-label": "Status", onchange: () => refresh() },
-    ["all", "queued", "running", "succeeded", "failed", "cancelled"].map((s) => h("option", { value: s }, s)));
+    h("option", { value: "all" }, "all"),
+    STATUSES.map((s) => h("option", { value: s.name, title: s.description }, s.name)));
   const counts = h("span", { class: "muted" });
   const body = h("tbody");
   const table = h("table", { id: "jobs" },
@@ -257,7 +279,7 @@ function jobsView(main) {
     h("div", { class: "panel flush" }, table));
 
   async function refresh() {
-    const status = filter.value === "all" ? "" : `&status=${filter.value}`;
+    const status = filter.value === "all" ? "" : `&status=${encodeURIComponent(filter.value)}`;
     const page = await api(`/jobs?limit=100${status}`);
     clearError(main);
     const running = page.items.filter((j) => j.status === "running").length;

@@ -11,14 +11,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 
-def make_engine(url: str, *, null_pool: bool = False, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, null_pool: bool = False, idle_in_transaction_s: float | None = None,
+                **kwargs: Any) -> Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout so the
-    API, workers and CLI can share one file."""
+    API, workers and CLI can share one file. On PostgreSQL, ``idle_in_transaction_s``
+    has the server end a session left idle inside a transaction that long (a worker
+    frozen mid-write would otherwise hold its job's row lock, and the job, forever)."""
     if url.startswith("sqlite"):
         db_path = url.split("///", 1)[-1]
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("connect_args", {"timeout": 30})
+    if idle_in_transaction_s is not None and url.startswith("postgresql"):
+        options = f"-c idle_in_transaction_session_timeout={int(idle_in_transaction_s * 1000)}"
+        kwargs.setdefault("connect_args", {})["options"] = options
     if null_pool:
         kwargs["poolclass"] = NullPool
     engine = create_engine(url, **kwargs)

@@ -181,35 +181,47 @@ def requeue_expired(session: Session, now: datetime | None = None, job_ids: list
     one too), or cancelled if that was asked. Safe to run from many reapers at once:
     each job moves at most once per expired attempt. Returns (job id, new status)."""
     now = now or utcnow()
+    moved = [(c.id, status) for c in expired(session, now, job_ids, limit)
+             if (status := hand_on(session, c, now)) is not None]
+    session.commit()
+    return moved
+
+
+def expired(session: Session, now: datetime, job_ids: list[int] | None = None, limit: int = 100) -> list[Any]:
+    """Running jobs whose lease expired before ``now``: (id, attempts, max_restarts,
+    lost_attempts, lease_owner) as read now — by the time :func:`hand_on` acts, another
+    reaper or a claim may have moved the job, which its guard checks."""
     stmt = (select(Job.id, Job.attempts, Job.max_restarts, Job.lost_attempts, Job.lease_owner)
             .where(Job.status == RUNNING, Job.lease_expires_at < now).order_by(Job.id).limit(limit)
             # another reaper's rows are skipped, not waited for (PostgreSQL; SQLite has one writer anyway)
             .with_for_update(skip_locked=True))
     if job_ids is not None:
         stmt = stmt.where(Job.id.in_(job_ids))
-    moved: list[tuple[int, JobStatus]] = []
-    for job_id, attempt, max_restarts, lost, owner in session.execute(stmt).all():
-        lost += 1
-        spent = attempt > max_restarts
-        why = (f"its worker was lost {lost} time{'s' if lost != 1 else ''} (attempt {attempt} of "
-               f"{max_restarts + 1} allowed by max_restarts={max_restarts})")
-        target = JobStatus.FAILED if spent else JobStatus.QUEUED
-        row = _update(session, Job.id == job_id, Job.status == RUNNING, Job.attempts == attempt,
-                      Job.lease_expires_at < now, returning=(Job.status,),
-                      status=case((Job.cancel_requested.is_(True), JobStatus.CANCELLED.value), else_=target.value),
-                      finished_at=case((Job.cancel_requested.is_(True), now), else_=now if spent else None),
-                      error=why if spent else None, lost_attempts=lost, lease_owner=None, lease_expires_at=None,
-                      enqueued_at=None, updated_at=now)
-        if row is None:
-            continue
-        status = JobStatus(row.status)
-        message = {JobStatus.QUEUED: f"lease of {owner} expired; re-queued to resume from its last checkpoint",
-                   JobStatus.FAILED: f"failed: {why}",
-                   JobStatus.CANCELLED: f"cancelled (the lease of {owner} expired)"}[status]
-        _event(session, job_id, "state", message, now)
-        moved.append((job_id, status))
-    session.commit()
-    return moved
+    return list(session.execute(stmt).all())
+
+
+def hand_on(session: Session, seen: Any, now: datetime) -> JobStatus | None:
+    """Move one job :func:`expired` saw, if it is still that attempt and still expired;
+    its new status, or None when it had moved on (not committed)."""
+    lost = seen.lost_attempts + 1
+    spent = seen.attempts > seen.max_restarts
+    why = (f"its worker was lost {lost} time{'s' if lost != 1 else ''} (attempt {seen.attempts} of "
+           f"{seen.max_restarts + 1} allowed by max_restarts={seen.max_restarts})")
+    target = JobStatus.FAILED if spent else JobStatus.QUEUED
+    row = _update(session, Job.id == seen.id, Job.status == RUNNING, Job.attempts == seen.attempts,
+                  Job.lease_expires_at < now, returning=(Job.status,),
+                  status=case((Job.cancel_requested.is_(True), JobStatus.CANCELLED.value), else_=target.value),
+                  finished_at=case((Job.cancel_requested.is_(True), now), else_=now if spent else None),
+                  error=why if spent else None, lost_attempts=lost, lease_owner=None, lease_expires_at=None,
+                  enqueued_at=None, updated_at=now)
+    if row is None:
+        return None
+    status = JobStatus(row.status)
+    message = {JobStatus.QUEUED: f"lease of {seen.lease_owner} expired; re-queued to resume from its last checkpoint",
+               JobStatus.FAILED: f"failed: {why}",
+               JobStatus.CANCELLED: f"cancelled (the lease of {seen.lease_owner} expired)"}[status]
+    _event(session, seen.id, "state", message, now)
+    return status
 
 
 def cancel(session: Session, job_id: int, now: datetime | None = None) -> JobStatus:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +21,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).parents[2]
 SHOTS = Path(os.environ.get("TRAINYARD_SCREENSHOTS", ROOT / "build" / "screenshots"))
-CHROMIUM = os.environ.get("TRAINYARD_CHROMIUM", "/usr/bin/chromium")
-# no sandbox as root; no background networking: this machine's network is closed and
-# Chromium's own connections would only fail
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]
 
 XOR = json.loads((ROOT / "examples/xor.json").read_text())
 # long enough to watch (one sample per step, checkpoints every epoch); cancelled by the test
@@ -46,18 +40,6 @@ def stack(tmp_path_factory) -> Iterator[tuple[ApiServer, Workers]]:
     yield server, workers
     workers.stop_all()
     stop_api_server(server)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (the dashboard test drives a real browser)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 class Page:

@@ -42,7 +42,8 @@ def test_shapes_tasks_dtypes(name):
     assert (d.n_samples, d.n_features, d.task, d.n_classes) == (n, f, task, k)
     assert d.X.shape == (n, f) and d.X.dtype == np.float64
     assert np.isfinite(d.X).all()
-    assert d.feature_names is None or len(d.feature_names) == f
+    # every built-in set names its features
+    assert d.feature_names is not None and len(d.feature_names) == f
     if task == "regression":
         assert d.y.shape == (n, 1) and d.y.dtype == np.float64
     else:
@@ -395,6 +396,7 @@ def test_file_errors(tmp_path):
         load_file(write(tmp_path / "fake.npz", "1,2,3\n"))
 
 
+@pytest.mark.integration
 def test_loading_never_imports_sklearn():
     # A fresh interpreter: this test process has imported sklearn already.
     code = ("import sys\nfrom nncore.datasets import DATASET_NAMES, load_dataset\n"

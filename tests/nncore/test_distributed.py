@@ -14,6 +14,7 @@ from nncore.checkpoint import load_checkpoint
 from nncore.distributed import descendants, launch, mpiexec_path, split_rows
 from nncore.job import Job
 
+# the launching tests are integration too: they start mpiexec and its ranks
 pytestmark = pytest.mark.mpi
 
 
@@ -65,6 +66,7 @@ OPTIMIZERS = {"momentum": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
               "adam": {"name": "adam", "lr": 0.01}}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("world_size", [2, 3])
 def test_n_ranks_follow_the_single_process_trajectory_in_float64(tmp_path, opt, world_size):
@@ -77,6 +79,7 @@ def test_n_ranks_follow_the_single_process_trajectory_in_float64(tmp_path, opt, 
     assert not np.allclose(state["params"], Job(spec).net.params)  # it did train
 
 
+@pytest.mark.integration
 def test_n_ranks_follow_the_single_process_trajectory_in_float32(tmp_path):
     spec = _spec(OPTIMIZERS["adam"], dtype="float32")
     ckpt = _mpi_train(tmp_path, spec, 2, "mpi")
@@ -84,6 +87,7 @@ def test_n_ranks_follow_the_single_process_trajectory_in_float32(tmp_path):
     assert np.abs(load_checkpoint(ckpt)["params"] - single).max() < 1e-5
 
 
+@pytest.mark.integration
 def test_resume_across_a_change_of_world_size_continues_the_trajectory(tmp_path):
     spec = _spec(OPTIMIZERS["momentum"], epochs=6)
     straight = _local_params(spec, tmp_path, "single")
@@ -114,6 +118,7 @@ def _rank_pids(mpiexec_pid: int) -> list[int]:
             if b"mpi4py" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
+@pytest.mark.integration
 def test_an_exception_in_one_rank_ends_every_rank_promptly():
     t = time.monotonic()
     result = launch(2, "tests.nncore.mpi_programs.misbehave", ["raise"], lambda e: None, timeout_s=60)
@@ -122,6 +127,7 @@ def test_an_exception_in_one_rank_ends_every_rank_promptly():
     assert "rank 1 broke on purpose" in result.error
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("mode", ["exit3", "exit0"])
 def test_a_rank_that_exits_early_ends_every_rank_promptly(mode):
     t = time.monotonic()
@@ -131,6 +137,7 @@ def test_a_rank_that_exits_early_ends_every_rank_promptly(mode):
     assert "exit code 3" in result.error  # sys.exit(0) too: the guard turns it into MPI_Abort
 
 
+@pytest.mark.integration
 def test_killing_one_rank_mid_training_ends_the_launch_with_a_clear_error(tmp_path):
     procs, ranks, killed_at = [], [], []
 
@@ -148,6 +155,7 @@ def test_killing_one_rank_mid_training_ends_the_launch_with_a_clear_error(tmp_pa
     assert _alive(ranks + procs[0:1]) == []  # nothing of the launch is left in the process table
 
 
+@pytest.mark.integration
 def test_a_stuck_launch_is_ended_at_its_time_limit_with_no_rank_left_behind():
     procs, ranks = [], []
 
@@ -166,6 +174,7 @@ def test_a_stuck_launch_is_ended_at_its_time_limit_with_no_rank_left_behind():
     assert len(ranks) == 2 and _alive(ranks + procs[0:1]) == []
 
 
+@pytest.mark.integration
 def test_a_world_size_larger_than_a_batch_is_refused_with_a_clear_message(tmp_path):
     spec = {**_spec(OPTIMIZERS["momentum"]), "batch_size": "full",
             "data": {"dataset": "xor", "validation_split": 0.0, "stratify": False}}

@@ -358,9 +358,10 @@ def test_edge_inputs_finite_without_warnings(loss, dtype):
 def test_config_round_trip(name):
     loss = LOSSES.resolve({"name": name, **NON_DEFAULT.get(name, {})})
     cfg = json.loads(json.dumps(loss.get_config()))
-    assert cfg["name"] == name
+    # the parameters given, not only whatever get_config says twice over
+    assert cfg == {"name": name, **NON_DEFAULT.get(name, {})}
     again = LOSSES.resolve(cfg)
-    assert type(again) is type(loss) and again.get_config() == loss.get_config()
+    assert type(again) is type(loss) and again.get_config() == cfg
     assert type(loss).from_config(cfg).get_config() == cfg
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nncore.datasets import DATASET_NAMES
-from nncore.spec import SpecError, load_spec, parse_spec_text, validate_spec
+from nncore.spec import DEFAULT_LIMITS, SpecError, load_spec, parse_spec_text, validate_spec
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.json"))
 
@@ -62,14 +62,35 @@ def test_unknown_dataset_lists_the_known_ones():
     assert "digits" in found["data.dataset"] and "'mnist'" in found["data.dataset"]
 
 
+def _sized(units: int, epochs: int = 10) -> dict:
+    return {**MINIMAL, "model": {"input_dim": 64, "layers": [{"units": units, "activation": "relu"},
+                                                             {"units": 10, "activation": "softmax"}]},
+            "epochs": epochs}
+
+
 def test_limits_refuse_absurd_sizes():
-    doc = {**MINIMAL, "model": {"input_dim": 64, "layers": [{"units": 100000, "activation": "relu"}] * 2},
-           "epochs": 10**9}
-    found = problems(doc)
-    assert "16384" in found["model.layers[0].units"] and "100000" in found["epochs"] or "epochs" in found
-    found = problems({**MINIMAL, "model": {"input_dim": 64, "layers": [{"units": 8000}, {"units": 8000},
-                                                                      {"units": 10}]}}, limits={"max_params": 10**6})
-    assert "parameters" in found["model"]
+    # the service documents these (its 422 messages quote them): changing one is an API change
+    assert (DEFAULT_LIMITS["max_units"], DEFAULT_LIMITS["max_epochs"]) == (16384, 100_000)
+    max_units, max_epochs = DEFAULT_LIMITS["max_units"], DEFAULT_LIMITS["max_epochs"]
+    for units, epochs in ((max_units - 1, max_epochs - 1), (max_units, max_epochs)):
+        spec = validate_spec(_sized(units, epochs))
+        assert (spec["model"]["layers"][0]["units"], spec["epochs"]) == (units, epochs)
+    assert problems(_sized(max_units + 1, max_epochs + 1)) == {
+        "model.layers[0].units": f"must be <= {max_units}, got {max_units + 1}",
+        "epochs": f"must be <= {max_epochs}, got {max_epochs + 1}"}
+    assert problems(_sized(100_000, 10**9)) == {
+        "model.layers[0].units": f"must be <= {max_units}, got 100000",
+        "epochs": f"must be <= {max_epochs}, got 1000000000"}
+
+
+def test_a_tighter_parameter_limit_is_applied_exactly():
+    # 64 -> 1000 -> 10 with biases: 64*1000 + 1000 + 1000*10 + 10 weights, far below the default limit
+    n_params = 75_010
+    assert n_params < DEFAULT_LIMITS["max_params"]
+    validate_spec(_sized(1000))
+    validate_spec(_sized(1000), limits={"max_params": n_params})
+    assert problems(_sized(1000), limits={"max_params": n_params - 1}) == {
+        "model": f"has 75,010 parameters; the limit is {n_params - 1:,}"}
 
 
 def test_cross_field_rules():

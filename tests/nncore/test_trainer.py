@@ -252,6 +252,7 @@ def _run(mode, ckpt, out, root):
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
 
 
+@pytest.mark.integration
 def test_resume_from_checkpoint_in_a_new_process_is_bit_for_bit(tmp_path, request):
     root = str(request.config.rootpath)
     ckpt = str(tmp_path / "epoch-00005.npz")

@@ -12,6 +12,8 @@ import pytest
 
 from nncore.job import Model
 
+# every test runs `trainyard train` as a process, as a user runs it
+pytestmark = pytest.mark.integration
 ROOT = Path(__file__).parents[2]
 
 

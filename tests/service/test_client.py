@@ -1,4 +1,5 @@
-"""trainyard.Client (service.client) against a real server."""
+"""trainyard.Client (service.client) against the API in this process (its requests
+session mounted on the app), on a fresh SQLite and a fresh PostgreSQL database."""
 from __future__ import annotations
 
 import json
@@ -10,12 +11,11 @@ import pytest
 
 from service.client import ApiError, ChecksumError, Client, NoSuchCheckpoint
 
-pytestmark = pytest.mark.integration
 XOR = json.loads((Path(__file__).parents[2] / "examples/xor.json").read_text())
 
 
 def test_client_calls_and_problem_documents(api_server, tmp_path):
-    c = Client(api_server.url, api_server.tokens["alice"])
+    c = api_server.client("alice")
     job = c.submit(XOR, priority=5, idempotency_key="k1")
     assert job["status"] == "queued" and job["priority"] == 5
     assert c.submit(XOR, priority=5, idempotency_key="k1")["id"] == job["id"]
@@ -34,7 +34,7 @@ def test_client_calls_and_problem_documents(api_server, tmp_path):
     ds = c.upload_dataset(csv, name="toy")
     assert ds["n_features"] == 3 and c.datasets()["items"][0]["id"] == ds["id"]
     with pytest.raises(ApiError) as info:
-        Client(api_server.url, "ty_wrong").jobs()
+        api_server.client(token="ty_wrong").jobs()
     assert info.value.status == 401
     with pytest.raises(ConnectionError, match="cannot reach"):
         Client("http://127.0.0.1:9", "x").jobs()
@@ -54,7 +54,7 @@ class Trained:
     points: list[tuple[str, int, int, float]]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def trained(api_server) -> Trained:
     """A job trained by nncore here and recorded with the store functions the worker uses
     (no worker process needed)."""
@@ -62,7 +62,7 @@ def trained(api_server) -> Trained:
     from service.store.db import make_engine, make_sessionmaker
     from service.store.results import insert_metric_points, record_checkpoint
 
-    c = Client(api_server.url, api_server.tokens["alice"])
+    c = api_server.client("alice")
     spec = {**XOR, "epochs": 6, "checkpoint_every": 2}
     job_id, empty_id, corrupt_id = (c.submit(s)["id"] for s in (spec, XOR, XOR))
     run = Job(spec, out_dir=api_server.artifact_dir / "jobs" / str(job_id))
@@ -91,7 +91,7 @@ def trained(api_server) -> Trained:
 
 
 def test_metrics_follow_every_page_and_downsample_in_one_answer(api_server, trained):
-    c = Client(api_server.url, api_server.tokens["alice"])
+    c = api_server.client("alice")
     got = c.metrics(trained.job_id, page_size=7)
     assert [(p["name"], p["step"], p["epoch"], p["value"]) for p in got] == trained.points
     val = [p for p in trained.points if p[0] in ("epoch_loss", "val_loss")]
@@ -112,7 +112,7 @@ def test_download_streams_the_checkpoint_and_checks_its_sha256(api_server, train
     from nncore.checkpoint import sha256_of
     from nncore.job import Model
 
-    c = Client(api_server.url, api_server.tokens["alice"])
+    c = api_server.client("alice")
     listed = c.checkpoints(trained.job_id)
     assert [r["epoch"] for r in listed] == [2, 4, 6] and [r["is_best"] for r in listed] == [False, True, False]
     monkeypatch.chdir(tmp_path)
@@ -135,7 +135,7 @@ def test_download_streams_the_checkpoint_and_checks_its_sha256(api_server, train
         c.download(999_999)
     assert info.value.status == 404 and info.value.problem["status"] == 404
     with pytest.raises(ApiError) as info:
-        Client(api_server.url, api_server.tokens["bob"]).download(trained.job_id)
+        api_server.client("bob").download(trained.job_id)
     assert info.value.problem["status"] == 404, "another user's job does not exist for bob"
     # only the finished files: nothing partial or corrupt was left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([latest.name, best.name, "two.npz"])
@@ -144,7 +144,7 @@ def test_download_streams_the_checkpoint_and_checks_its_sha256(api_server, train
 def test_predict_answers_as_the_checkpoint_model(api_server, trained):
     from nncore.job import Model
 
-    c = Client(api_server.url, api_server.tokens["alice"])
+    c = api_server.client("alice")
     X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
     answer = c.predict(trained.job_id, X, checkpoint=4)
     model = Model.load(trained.paths[4])
@@ -157,7 +157,7 @@ def test_predict_answers_as_the_checkpoint_model(api_server, trained):
 
 
 def test_events_and_wait(api_server, trained):
-    c = Client(api_server.url, api_server.tokens["alice"])
+    c = api_server.client("alice")
     assert [(e["kind"], e["message"]) for e in c.events(trained.empty_id)["items"]] == [("state", "queued")]
     with pytest.raises(TimeoutError, match="still queued"):
         c.wait(trained.empty_id, timeout=0.3, poll_s=0.1)
@@ -171,7 +171,7 @@ def test_events_and_wait(api_server, trained):
 
 
 def test_datasets_upload_list_get_delete(api_server, tmp_path):
-    c = Client(api_server.url, api_server.tokens["bob"])
+    c = api_server.client("bob")
     csv = tmp_path / "points.csv"
     rows = np.c_[np.random.default_rng(1).normal(size=(30, 2)), np.arange(30) % 3]
     csv.write_text("a,b,label\n" + "\n".join(",".join(f"{v:g}" for v in r) for r in rows) + "\n")

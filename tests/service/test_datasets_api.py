@@ -1,6 +1,7 @@
-"""Dataset uploads over HTTP against the real server, on SQLite and PostgreSQL: CSV and
-NPZ are checked by nncore's loader (never unpickled), stored, listed, used by jobs,
-deleted, and seen only by their owner (and administrators)."""
+"""Dataset uploads (multipart, through requests) against the API in this process, on a
+fresh SQLite and a fresh PostgreSQL database: CSV and NPZ are checked by nncore's loader
+(never unpickled), stored, listed, used by jobs, deleted, and seen only by their owner
+(and administrators). One test sends an oversized upload to a real gunicorn server."""
 from __future__ import annotations
 
 import hashlib
@@ -12,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.integration
-
 UPLOAD_LIMIT = 200_000
-# read by conftest's api_server: a small limit makes a 413 cheap to provoke
+# read by the api_server (in-process) and live_api_server (gunicorn) fixtures: a small
+# limit makes a 413 cheap to provoke
+API_SETTINGS = {"max_upload_bytes": UPLOAD_LIMIT}
 API_SERVER_ENV = {"TRAINYARD_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)}
 
 XOR = json.loads((Path(__file__).parents[2] / "examples/xor.json").read_text())
@@ -154,15 +155,25 @@ def test_wrong_extension_missing_file_bad_target_and_empty_file(api_server):
     assert_problem(upload(api_server, "alice", "xor.csv", XOR_CSV, colour="red"), 422, "colour")
 
 
-def test_an_oversized_upload_is_a_413_problem_document(api_server):
+def _oversized_upload_is_refused(server) -> None:
     big = b"x1,x2,y\n" + b"0.123456,0.654321,1\n" * (UPLOAD_LIMIT // 20 + 10)
     assert len(big) > UPLOAD_LIMIT
-    before = stored_files(api_server)
-    body = assert_problem(upload(api_server, "alice", "big.csv", big), 413)
+    before = stored_files(server)
+    body = assert_problem(upload(server, "alice", "big.csv", big), 413)
     assert str(UPLOAD_LIMIT) in body["detail"]
-    assert stored_files(api_server) == before
-    # the server is fine afterwards (on a new connection: gunicorn closes one with more than 64 KiB unread)
-    assert upload(api_server, "alice", "xor.csv", XOR_CSV).status_code == 201
+    assert stored_files(server) == before
+    assert upload(server, "alice", "xor.csv", XOR_CSV).status_code == 201
+
+
+def test_an_oversized_upload_is_a_413_problem_document(api_server):
+    _oversized_upload_is_refused(api_server)
+
+
+@pytest.mark.integration
+def test_gunicorn_answers_an_oversized_upload_with_the_413_and_keeps_serving(live_api_server):
+    # gunicorn closes a connection with more than 64 KiB unread: the 413 must still
+    # arrive, and the next upload (on a new connection) succeed
+    _oversized_upload_is_refused(live_api_server)
 
 
 def xor_job(dataset_id: int) -> dict:

@@ -15,8 +15,6 @@ from service.store.migrate import alembic_config, current, upgrade
 from service.store.models import Base
 from tests.conftest import fresh_database, trainyard_cmd
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path) -> str:
@@ -64,6 +62,7 @@ def test_downgrade_to_base_and_upgrade_again(database_url):
     assert current(database_url) == head() and differences(database_url) == []
 
 
+@pytest.mark.integration
 def test_the_cli_migrates_and_prints_the_revision(database_url):
     out = subprocess.run(trainyard_cmd() + ["migrate", "--database-url", database_url],
                          capture_output=True, text=True, timeout=120)

@@ -1,12 +1,13 @@
-"""A job's metrics, checkpoints, events and predictions over HTTP against the real
-server, on SQLite and PostgreSQL. Rows are seeded with the store functions the worker
-uses, from a real (tiny) nncore training run."""
+"""A job's metrics, checkpoints, events and predictions through requests, against the
+API in this process on a fresh SQLite and a fresh PostgreSQL database. Rows are seeded
+with the store functions the worker uses, from a real (tiny) nncore training run."""
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +16,7 @@ import pytest
 
 from nncore.job import Job, Model
 from nncore.metrics import predicted_labels
-
-pytestmark = pytest.mark.integration
+from tests.inprocess import InProcessApiServer, Template, seeded_template
 
 XOR = json.loads((Path(__file__).parents[2] / "examples/xor.json").read_text())
 PROBLEM = "application/problem+json"
@@ -50,8 +50,7 @@ def submit(server, spec: dict) -> int:
     return r.json()["id"]
 
 
-@pytest.fixture(scope="module")
-def seeded(api_server) -> Seeded:
+def seed(api_server: InProcessApiServer) -> Seeded:
     from service.store.db import make_engine, make_sessionmaker
     from service.store.jobs import add_event
     from service.store.models import Job as JobRow
@@ -100,6 +99,26 @@ def seeded(api_server) -> Seeded:
     finally:
         engine.dispose()
     return Seeded(job_id, early_id, empty_id, gone_id, paths, e_path, len(rows), ["queued", *messages])
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def seeding(request, tmp_path_factory, broker_url) -> Iterator[tuple[Template, Seeded]]:
+    """The rows above, seeded once per module and database kind."""
+    base = request.getfixturevalue(f"{request.param}_template")
+    with seeded_template(base, tmp_path_factory.mktemp("seeded"), broker_url, seed) as pair:
+        yield pair
+
+
+@pytest.fixture(scope="module")
+def db_template(seeding) -> Template:
+    """Overrides tests/service/conftest.py's: each test's database is a fresh copy of the
+    seeded one, so a test's writes never reach another."""
+    return seeding[0]
+
+
+@pytest.fixture(scope="module")
+def seeded(seeding) -> Seeded:
+    return seeding[1]
 
 
 def get(server, path: str, user: str = "alice", **params):

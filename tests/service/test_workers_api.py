@@ -1,6 +1,7 @@
-"""/api/v1/workers and /api/v1/me against a real server. Worker rows are written with
-the store functions ``trainyard worker`` uses (the real worker process is exercised by
-the dashboard test); their clocks are moved to show each state."""
+"""/api/v1/workers and /api/v1/me against the API in this process, and ``trainyard
+workers`` against a real server. Worker rows are written with the store functions
+``trainyard worker`` uses (the real worker process is exercised by the dashboard test);
+their clocks are moved to show each state."""
 from __future__ import annotations
 
 import json
@@ -16,7 +17,6 @@ from service.store.db import make_engine, make_sessionmaker
 from service.store.models import Job, Worker, utcnow
 from tests.conftest import trainyard_cmd
 
-pytestmark = pytest.mark.integration
 XOR = json.loads((Path(__file__).parents[2] / "examples/xor.json").read_text())
 
 
@@ -27,11 +27,13 @@ def test_me_names_the_token_owner(api_server):
     assert anonymous.status_code == 401 and anonymous.headers["Content-Type"] == "application/problem+json"
 
 
-def test_workers_states_and_who_sees_which_jobs(api_server):
-    alice, bob, root = (api_server.session(u) for u in ("alice", "bob", "root"))
-    a_job = alice.post(f"{api_server.api}/jobs", json={"spec": XOR}).json()["id"]
-    b_job = bob.post(f"{api_server.api}/jobs", json={"spec": XOR}).json()["id"]
-    engine = make_engine(api_server.database_url)
+def seed_workers(server) -> tuple[int, int]:
+    """Five workers in every state, alpha running a job of alice's and one of bob's;
+    the two job ids."""
+    alice, bob = server.session("alice"), server.session("bob")
+    a_job = alice.post(f"{server.api}/jobs", json={"spec": XOR}).json()["id"]
+    b_job = bob.post(f"{server.api}/jobs", json={"spec": XOR}).json()["id"]
+    engine = make_engine(server.database_url)
     try:
         with make_sessionmaker(engine)() as s:
             for name, pid in (("alpha:1", 1), ("beta:2", 2), ("gamma:3", 3), ("delta:4", 4)):
@@ -55,6 +57,12 @@ def test_workers_states_and_who_sees_which_jobs(api_server):
                               broker="sqla+sqlite", version="0.1.0")
     finally:
         engine.dispose()
+    return a_job, b_job
+
+
+def test_workers_states_and_who_sees_which_jobs(api_server):
+    alice, root = api_server.session("alice"), api_server.session("root")
+    a_job, b_job = seed_workers(api_server)
 
     seen = {w["name"]: w for w in alice.get(f"{api_server.api}/workers").json()["items"]}
     assert list(seen) == ["alpha:1", "epsilon:5", "beta:2", "gamma:3"]  # alive by name, then lost, stopped
@@ -67,15 +75,20 @@ def test_workers_states_and_who_sees_which_jobs(api_server):
     admin_view = {w["name"]: w for w in root.get(f"{api_server.api}/workers").json()["items"]}
     assert sorted(j["id"] for j in admin_view["alpha:1"]["jobs"]) == sorted([a_job, b_job])
     assert api_server.session(None).get(f"{api_server.api}/workers").status_code == 401
+    # the same from the Python client
+    assert [w["name"] for w in api_server.client("bob").workers()] == list(seen)
 
-    # the same from the CLI and the Python client
-    from service.client import Client
 
-    assert [w["name"] for w in Client(api_server.url, api_server.tokens["bob"]).workers()] == list(seen)
-    env = {**api_server.env, "TRAINYARD_URL": api_server.url, "TRAINYARD_TOKEN": api_server.tokens["alice"]}
+@pytest.mark.integration
+def test_the_workers_command_prints_each_state(live_api_server):
+    a_job, _ = seed_workers(live_api_server)
+    env = {**live_api_server.env, "TRAINYARD_URL": live_api_server.url,
+           "TRAINYARD_TOKEN": live_api_server.tokens["alice"]}
     out = subprocess.run(trainyard_cmd() + ["workers"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines()[1:]}
+    lines = out.stdout.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert [line.split()[0] for line in lines[1:]] == ["alpha:1", "epsilon:5", "beta:2", "gamma:3"]
     assert rows["alpha:1"][1:4] == ["alive", "2/2", str(a_job)]
     assert rows["beta:2"][1] == "lost" and rows["gamma:3"][1] == "stopped"
 
