@@ -227,5 +227,5 @@ class Checkpointer(Callback):
             self.save(trainer)
 
     def on_train_end(self, trainer, result):
-        if result.status != "diverged":
+        if result.status != "diverged":  # Outcome.DIVERGED (the trainer imports this module)
             self.save(trainer)

@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 import numpy as np
@@ -83,12 +84,24 @@ class LocalReducer:
         pass
 
 
+class Outcome(StrEnum):
+    """How training ended (``TrainResult.status``)."""
+
+    COMPLETED = "completed"
+    EARLY_STOPPED = "early_stopped"
+    DIVERGED = "diverged"
+    #: ``max_runtime_s`` ran out
+    TIMED_OUT = "timed_out"
+    #: a callback's ``should_stop`` gave a reason
+    STOPPED = "stopped"
+
+
 @dataclass
 class TrainResult:
     """How training ended: status is completed, early_stopped, diverged, timed_out
     (``max_runtime_s``) or stopped (a callback's ``should_stop`` gave a reason)."""
 
-    status: str
+    status: Outcome
     reason: str
     epochs: int
     steps: int
@@ -249,7 +262,7 @@ class Trainer:
 
         for cb in self.callbacks:
             cb.on_train_begin(self)
-        status, reason = "completed", f"trained {self.epochs} epochs"
+        status, reason = Outcome.COMPLETED, f"trained {self.epochs} epochs"
         timed_out = False
         while self.epoch < self.epochs:
             epoch = self.epoch
@@ -284,7 +297,7 @@ class Trainer:
                     grads[...] = rbuf[:-2]
                     bl, correct = float(rbuf[-2]), int(round(float(rbuf[-1])))
                 if not math.isfinite(bl):
-                    status = "diverged"
+                    status = Outcome.DIVERGED
                     reason = (f"the loss became {bl} at epoch {epoch + 1}, batch {b + 1}: training diverged; "
                               "try a smaller learning rate")
                     break
@@ -310,10 +323,10 @@ class Trainer:
                     stop_reason, timed_out = f"reached the time limit of {self.max_runtime_s:g} s", True
                 if stop_reason:
                     break
-            if status == "diverged":
+            if status is Outcome.DIVERGED:
                 break
             if stop_reason:
-                status, reason = "timed_out" if timed_out else "stopped", stop_reason
+                status, reason = Outcome.TIMED_OUT if timed_out else Outcome.STOPPED, stop_reason
                 break
             self.epoch += 1
             elapsed = time.perf_counter() - t0
@@ -330,7 +343,7 @@ class Trainer:
             if val is not None and val.n:
                 logs.update(self.evaluate(val, "val_"))
             if not math.isfinite(logs["loss"]):
-                status, reason = "diverged", f"the loss became {logs['loss']} at epoch {self.epoch}"
+                status, reason = Outcome.DIVERGED, f"the loss became {logs['loss']} at epoch {self.epoch}"
                 break
             self.history.append(logs)
             sched.on_epoch_end(logs)
@@ -339,11 +352,11 @@ class Trainer:
                 cb.on_epoch(self, logs)
             if early:
                 es = self.early_stopping
-                status = "early_stopped"
+                status = Outcome.EARLY_STOPPED
                 reason = (f"{es.monitor} did not improve for {es.patience} epochs (best at epoch {es.best_epoch}"
                           + ("; its parameters are restored)" if es.restore_best else ")"))
                 break
-        if self.early_stopping and self.early_stopping.restore_best and status in ("completed", "early_stopped") \
+        if self.early_stopping and self.early_stopping.restore_best and status in (Outcome.COMPLETED, Outcome.EARLY_STOPPED) \
                 and self.early_stopping.best_params is not None:
             np.copyto(params, self.early_stopping.best_params)
         final = dict(self.history[-1]) if self.history else {}

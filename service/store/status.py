@@ -1,12 +1,14 @@
 """The one catalog of job statuses, and how a training outcome maps onto them.
 
-Imports nothing but the standard library, so the client, the CLI and the API schemas
-use the same names as the store without pulling in SQLAlchemy. Every transition
+Imports no SQLAlchemy, so the client, the CLI and the API schemas use the same names
+as the store. Every transition
 between these states is made by ``service.store.lifecycle``.
 """
 from __future__ import annotations
 
 from enum import StrEnum
+
+from nncore.trainer import Outcome
 
 
 class JobStatus(StrEnum):
@@ -41,17 +43,6 @@ _DESCRIPTIONS = {
 }
 
 
-class Outcome(StrEnum):
-    """How one attempt's training ended (nncore's ``TrainResult.status``)."""
-
-    COMPLETED = "completed"
-    EARLY_STOPPED = "early_stopped"
-    DIVERGED = "diverged"
-    TIMED_OUT = "timed_out"
-    #: a callback stopped it: the service's only such callback stops on cancel
-    STOPPED = "stopped"
-
-
 _OUTCOME_STATUS = {
     Outcome.COMPLETED: JobStatus.SUCCEEDED,
     Outcome.EARLY_STOPPED: JobStatus.SUCCEEDED,
@@ -62,5 +53,7 @@ _OUTCOME_STATUS = {
 
 
 def status_for(outcome: str) -> JobStatus:
-    """The job status an attempt's outcome ends the job in."""
+    """The job status an attempt's training outcome (nncore's ``Outcome``, or its name
+    from an MPI rank's summary) ends the job in. The only callback that stops training
+    in the service is the cancel, so ``stopped`` means cancelled."""
     return _OUTCOME_STATUS[Outcome(outcome)]

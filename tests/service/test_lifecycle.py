@@ -363,6 +363,16 @@ def test_retention_unlists_before_the_file_goes_and_reconcile_removes_orphans(se
     assert sorted(p.name for p in tmp_path.glob("*.npz")) == [files[3].name]
 
 
+def test_every_training_outcome_ends_the_job_in_one_status():
+    from nncore.trainer import Outcome
+    from service.store.status import status_for
+
+    expected = {"completed": "succeeded", "early_stopped": "succeeded", "diverged": "failed",
+                "timed_out": "failed", "stopped": "cancelled"}
+    assert {o.value: status_for(o).value for o in Outcome} == expected
+    assert status_for("early_stopped") is JobStatus.SUCCEEDED  # the name an MPI rank's summary carries
+
+
 def test_statuses_are_one_catalog():
     assert [s.value for s in JobStatus] == ["queued", "running", "succeeded", "failed", "cancelled"]
     assert {s for s in JobStatus if s.finished} == set(FINISHED) == {JobStatus.SUCCEEDED, JobStatus.FAILED,

@@ -249,3 +249,48 @@ def test_chaos(chaos_stack, tmp_path):
     print("\nchaos figures:", {k: round(v, 2) for k, v in figures.items()}, f"resumed jobs {resumed_jobs}/{len(ids)}",
           f"queued during the outage {len(queued_before)}")
     assert figures["db_back_to_a_job_running_s"] <= LEASE_S + 5
+
+
+def test_a_claim_while_the_database_is_down_is_retried_not_forgotten(chaos_stack):
+    """Messages a worker takes while PostgreSQL is down are sent again, not acknowledged and
+    lost (they would wait for the reaper's 120 s stale resend): the jobs start within
+    lease + 5 s of the database coming back."""
+    server, workers, _redis, pg = chaos_stack
+    s = server.session("alice")
+    worker = workers.start()
+    wait_until(lambda: get(s, f"{server.api}/workers", params={}).json()["items"], 30, "the worker to register")
+    os.killpg(worker.pid, signal.SIGSTOP)  # idle: the messages wait in Redis until it is woken
+    spec = copy.deepcopy(SPEC)
+    spec["epochs"] = 5
+    ids = [s.post(f"{server.api}/jobs", json={"spec": spec}).json()["id"] for _ in range(2)]
+    pg.stop()
+    os.killpg(worker.pid, signal.SIGCONT)
+    time.sleep(6)  # it takes the messages and fails to claim them, more than once
+    pg.start()
+    t_back = time.time()
+    for job_id in ids:
+        wait_until(lambda j=job_id: statuses(server, s, [j]).get(j) in ("running", "succeeded"), LEASE_S + 5,
+                   f"job {job_id} to start after the database came back")
+    print(f"\nclaims retried: jobs running {time.time() - t_back:.1f} s after the database came back")
+    log = "".join(p.read_text(errors="replace") for p in workers.tmp.glob("worker-*.log"))
+    assert "the database is unreachable" in log and "trying again" in log
+
+
+def test_a_job_whose_worker_is_killed_past_max_restarts_fails_saying_so(chaos_stack):
+    server, workers, _redis, _pg = chaos_stack
+    from sqlalchemy import create_engine
+
+    db = create_engine(server.database_url, pool_pre_ping=True)
+    s = server.session("alice")
+    spec = copy.deepcopy(SPEC)
+    spec["max_restarts"] = 1
+    job_id = s.post(f"{server.api}/jobs", json={"spec": spec}).json()["id"]
+    for _ in range(2):  # as an OOM kill would, every attempt
+        workers.start()
+        victim, running = wait_until(lambda: worker_running(workers, db, [job_id]), 60, "the job mid-way")
+        workers.kill(victim)
+    workers.start()  # its reaper hands the job on
+    job = wait_until(lambda: (j := get(s, f"{server.api}/jobs/{job_id}").json())["status"] in FINISHED and j,
+                     LEASE_S + 20, "the job to end")
+    assert job["status"] == "failed" and job["attempts"] == 2, job
+    assert job["error"] == "its worker was lost 2 times (attempt 2 of 2 allowed by max_restarts=1)"
