@@ -356,7 +356,8 @@ class Trainer:
                 reason = (f"{es.monitor} did not improve for {es.patience} epochs (best at epoch {es.best_epoch}"
                           + ("; its parameters are restored)" if es.restore_best else ")"))
                 break
-        if self.early_stopping and self.early_stopping.restore_best and status in (Outcome.COMPLETED, Outcome.EARLY_STOPPED) \
+        ended_well = status in (Outcome.COMPLETED, Outcome.EARLY_STOPPED)
+        if self.early_stopping and self.early_stopping.restore_best and ended_well \
                 and self.early_stopping.best_params is not None:
             np.copyto(params, self.early_stopping.best_params)
         final = dict(self.history[-1]) if self.history else {}
