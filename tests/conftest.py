@@ -21,11 +21,22 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from tests.inprocess import Template
+
 ROOT = Path(__file__).resolve().parents[1]
 PG_BIN = Path("/usr/lib/postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # kombu's SQLAlchemy transport (the embedded broker) uses a loader SQLAlchemy 2.1
+    # deprecates; gunicorn's log used to swallow it, in this process it is only noise
+    config.addinivalue_line("filterwarnings",
+                            "ignore:The ``noload`` loader strategy is deprecated:sqlalchemy.exc.SADeprecationWarning")
 
 
 def free_port() -> int:
@@ -247,3 +258,35 @@ def live_api_server(request, tmp_path_factory) -> Iterator[ApiServer]:
                               getattr(request.module, "API_SERVER_ENV", None))
     yield server
     stop_api_server(server)
+
+
+# -- migrated databases, copied for each in-process test (see tests/inprocess.py) -----------
+
+@pytest.fixture(scope="session")
+def broker_url(tmp_path_factory) -> str:
+    """The embedded SQLite broker, one for the session: the API only publishes to it
+    (no worker consumes here), and kombu keeps an engine per broker URL for the life of
+    the process, so one URL keeps that to one engine."""
+    return f"sqla+sqlite:///{tmp_path_factory.mktemp('broker') / 'broker.sqlite'}"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Template:
+    from tests.inprocess import migrated_template
+
+    return migrated_template("sqlite", tmp_path_factory.mktemp("sqlite-template"), None)
+
+
+@pytest.fixture(scope="session")
+def postgresql_template(tmp_path_factory, postgres_url) -> Iterator[Template]:
+    from tests.inprocess import migrated_template
+
+    template = migrated_template("postgresql", tmp_path_factory.mktemp("pg-template"), postgres_url)
+    yield template
+    template.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_template(request) -> Template:
+    """The migrated template of each database kind."""
+    return request.getfixturevalue(f"{request.param}_template")
