@@ -120,7 +120,7 @@ def run_job(job_id: int, settings: Settings, worker: str) -> str:
     try:
         return _run_attempt(attempt, settings, spec, data_path, data_target)
     except LeaseLost as exc:
-        log.warning("job %s: %s; another attempt owns the job now, this one stops without writing", job_id, exc)
+        log.warning("%s; another attempt owns the job now, this one stops without writing", exc)
         return "lease lost"
     except Exception as exc:
         return _attempt_failed(attempt, settings, max_restarts, exc)
@@ -182,7 +182,7 @@ def _attempt_failed(attempt: Attempt, settings: Settings, max_restarts: int, exc
         status = attempt.write(lambda s: lifecycle.retry_or_fail(s, lease, reason, max_restarts, permanent),
                                "failure")
     except LeaseLost as lost:
-        log.warning("job %s: %s", lease.job_id, lost)
+        log.warning("%s", lost)
         return "lease lost"
     if status is JobStatus.QUEUED:
         with attempt.sessions() as s:
