@@ -7,9 +7,10 @@ schedules, momentum and adaptive optimisers, and a trainer with callbacks and
 checkpoints that resume bit-for-bit. It imports nothing of the rest of trainyard.
 """
 from .activations import ACTIVATIONS, Activation
-from .callbacks import Callback, Checkpointer, EarlyStopping, StepLog
+from .callbacks import Checkpointer, EarlyStopping
 from .checkpoint import load_checkpoint, save_checkpoint
 from .gradcheck import check_gradients, numerical_gradient
+from .hooks import Callback, Outcome, StepLog, TrainResult
 from .initializers import INITIALIZERS
 from .job import Job, Model
 from .losses import LOSSES, Loss
@@ -17,12 +18,12 @@ from .network import Dense, Network
 from .optimizers import OPTIMIZERS, Optimizer
 from .schedules import SCHEDULES, Schedule
 from .spec import SpecError, validate_spec
-from .trainer import LocalReducer, TrainData, Trainer, TrainResult
+from .trainer import LocalReducer, TrainData, Trainer
 
 __all__ = [
     "ACTIVATIONS", "Activation", "Callback", "Checkpointer", "EarlyStopping", "StepLog", "load_checkpoint",
     "save_checkpoint", "check_gradients", "numerical_gradient", "INITIALIZERS", "Job", "Model", "LOSSES", "Loss",
     "Dense", "Network", "OPTIMIZERS", "Optimizer", "SCHEDULES", "Schedule", "SpecError", "validate_spec",
-    "LocalReducer", "Trainer", "TrainData", "TrainResult",
+    "LocalReducer", "Outcome", "Trainer", "TrainData", "TrainResult",
 ]
 __version__ = "0.1.0"

@@ -1,70 +1,18 @@
-"""Trainer callbacks: hooks the training loop calls, plus early stopping and checkpoints.
-
-A callback overrides any of ``on_train_begin``, ``on_step``, ``on_epoch``,
-``should_stop`` and ``on_train_end``. The trainer calls ``on_step`` and
-``should_stop`` only on callbacks that override them, so an unused hook costs
-nothing per step.
-"""
+"""The callbacks nncore ships: events for a sink, early stopping, checkpoints. The
+callback protocol they implement is ``nncore.hooks``."""
 from __future__ import annotations
 
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .checkpoint import save_checkpoint
+from .hooks import Callback, Outcome, StepLog, TrainerState
 from .registry import check_number
-
-if TYPE_CHECKING:
-    from .trainer import Trainer, TrainResult
-
-
-@dataclass(slots=True)
-class StepLog:
-    """What one update did. ``loss`` is the mean over the global batch."""
-
-    step: int
-    epoch: int
-    batch: int
-    loss: float
-    lr: float
-    samples: int
-    grad_norm: float = math.nan
-    accuracy: float = math.nan
-
-
-class Callback:
-    def on_train_begin(self, trainer: Trainer) -> None:
-        pass
-
-    def on_step(self, trainer: Trainer, log: StepLog) -> None:
-        pass
-
-    def on_epoch(self, trainer: Trainer, logs: dict[str, float]) -> None:
-        pass
-
-    def should_stop(self, trainer: Trainer) -> str | None:
-        """Return a reason to stop training after the current step, or None."""
-        return None
-
-    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
-        pass
-
-    #: set True to receive StepLog.grad_norm (one extra dot product per step)
-    wants_grad_norm = False
-    #: set True to receive StepLog.accuracy on classification tasks (three calls per step)
-    wants_accuracy = False
-
-
-def overrides(cb: Callback, method: str) -> bool:
-    """True when ``cb`` implements ``method`` itself (an instance may switch a hook
-    off by setting it to None)."""
-    own = getattr(cb, method, None)
-    return own is not None and getattr(type(cb), method) is not getattr(Callback, method)
 
 
 class EventEmitter(Callback):
@@ -78,11 +26,11 @@ class EventEmitter(Callback):
         if not steps:
             self.on_step = None  # type: ignore[assignment]
 
-    def on_step(self, trainer: Trainer, log: StepLog) -> None:
+    def on_step(self, trainer: TrainerState, log: StepLog) -> None:
         self.sink({"event": "step", "step": log.step, "epoch": log.epoch, "batch": log.batch, "loss": log.loss,
                    "lr": log.lr, "samples": log.samples, "epochs": trainer.epochs})
 
-    def on_epoch(self, trainer: Trainer, logs: dict[str, float]) -> None:
+    def on_epoch(self, trainer: TrainerState, logs: dict[str, float]) -> None:
         self.sink({"event": "epoch", **logs})
 
 
@@ -155,7 +103,7 @@ class Checkpointer(Callback):
 
     def __init__(self, directory: str | os.PathLike, every: int = 1, keep_last: int = 0,
                  extra: dict[str, Any] | None = None,
-                 on_save: Callable[[Trainer, int, Path, str], None] | None = None,
+                 on_save: Callable[[TrainerState, int, Path, str], None] | None = None,
                  on_delete: Callable[[int, Path], None] | None = None, best_metric: str | None = None,
                  keep_best: bool = True, name_suffix: str = "") -> None:
         self.directory = Path(directory)
@@ -172,13 +120,13 @@ class Checkpointer(Callback):
         # the kept files, oldest first: (epoch, path, sha256; "" for one an earlier run wrote)
         self.written: list[tuple[int, Path, str]] = []
 
-    def _key(self, trainer: Trainer) -> float | None:
+    def _key(self, trainer: TrainerState) -> float | None:
         value = trainer.history[-1].get(self.best_metric) if (self.best_metric and trainer.history) else None
         if value is None or not math.isfinite(value):
             return None
         return -value if any(k in self.best_metric for k in ("accuracy", "r2")) else value
 
-    def save(self, trainer: Trainer) -> Path:
+    def save(self, trainer: TrainerState) -> Path:
         epoch = trainer.epoch
         if self.written and self.written[-1][0] == epoch:
             return self.written[-1][1]
@@ -227,5 +175,5 @@ class Checkpointer(Callback):
             self.save(trainer)
 
     def on_train_end(self, trainer, result):
-        if result.status != "diverged":  # Outcome.DIVERGED (the trainer imports this module)
+        if result.status is not Outcome.DIVERGED:
             self.save(trainer)

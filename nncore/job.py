@@ -14,16 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from .callbacks import Callback, Checkpointer, EarlyStopping
+from .callbacks import Checkpointer, EarlyStopping
 from .checkpoint import load_checkpoint
 from .data import Standardizer, train_validation_split
 from .datasets import Dataset, load_dataset
+from .hooks import Callback, TrainResult
 from .losses import LOSSES, Loss
 from .network import Network
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 from .spec import validate_spec
-from .trainer import Reducer, TrainData, Trainer, TrainResult
+from .trainer import Reducer, TrainData, Trainer
 
 
 @dataclass

@@ -14,15 +14,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from .callbacks import Callback, EarlyStopping, StepLog, overrides
+from .callbacks import EarlyStopping
 from .data import batch_bounds, epoch_permutation, noise_rng
 from .gradcheck import MAX_FD_TRAIN_PARAMS, numerical_gradient
+from .hooks import Callback, Outcome, StepLog, TrainResult, overrides
 from .losses import Loss
 from .metrics import correct_count, regression_metrics
 from .network import Network
@@ -82,31 +82,6 @@ class LocalReducer:
 
     def broadcast(self, buf: np.ndarray) -> None:
         pass
-
-
-class Outcome(StrEnum):
-    """How training ended (``TrainResult.status``)."""
-
-    COMPLETED = "completed"
-    EARLY_STOPPED = "early_stopped"
-    DIVERGED = "diverged"
-    #: ``max_runtime_s`` ran out
-    TIMED_OUT = "timed_out"
-    #: a callback's ``should_stop`` gave a reason
-    STOPPED = "stopped"
-
-
-@dataclass
-class TrainResult:
-    """How training ended: status is completed, early_stopped, diverged, timed_out
-    (``max_runtime_s``) or stopped (a callback's ``should_stop`` gave a reason)."""
-
-    status: Outcome
-    reason: str
-    epochs: int
-    steps: int
-    final: dict[str, float] = field(default_factory=dict)
-    history: list[dict[str, float]] = field(default_factory=list)
 
 
 class Trainer:

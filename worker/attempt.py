@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from nncore.callbacks import Callback, StepLog
+from nncore.hooks import Callback, StepLog
 from service.store import lifecycle
 from service.store.db import unreachable
 from service.store.lifecycle import Lease, LeaseLost

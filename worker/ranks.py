@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nncore.callbacks import StepLog
 from nncore.distributed import launch, terminate_group
+from nncore.hooks import StepLog
 from service.store.lifecycle import LeaseLost
 from service.store.status import JobStatus, status_for
 

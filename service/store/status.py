@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from nncore.trainer import Outcome
+from nncore.hooks import Outcome
 
 
 class JobStatus(StrEnum):

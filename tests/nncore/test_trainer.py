@@ -9,9 +9,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from nncore.callbacks import Callback, Checkpointer, EarlyStopping
+from nncore.callbacks import Checkpointer, EarlyStopping
 from nncore.checkpoint import load_checkpoint
 from nncore.data import batch_bounds, epoch_permutation, train_validation_split
+from nncore.hooks import Callback
 from nncore.losses import LOSSES
 from nncore.network import Dense, Network
 from nncore.optimizers import OPTIMIZERS

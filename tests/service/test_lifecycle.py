@@ -364,7 +364,7 @@ def test_retention_unlists_before_the_file_goes_and_reconcile_removes_orphans(se
 
 
 def test_every_training_outcome_ends_the_job_in_one_status():
-    from nncore.trainer import Outcome
+    from nncore.hooks import Outcome
     from service.store.status import status_for
 
     expected = {"completed": "succeeded", "early_stopped": "succeeded", "diverged": "failed",

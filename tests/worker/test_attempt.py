@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from nncore.callbacks import StepLog
+from nncore.hooks import StepLog
 from service.config import Settings
 from service.store import lifecycle
 from service.store.db import make_engine, make_sessionmaker
