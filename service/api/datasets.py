@@ -8,7 +8,7 @@ from flask import url_for
 
 from ..store import datasets as store
 from .auth import auth, current_user
-from .schemas import DatasetList, DatasetOut, DatasetsQuery, DatasetUpload, dataset_dict
+from .schemas import DatasetList, DatasetOut, DatasetsQuery, DatasetUpload
 from .state import db, state
 
 bp = APIBlueprint("datasets", __name__, url_prefix="/datasets", tag="Datasets")
@@ -24,7 +24,7 @@ def upload(files_data: DatasetUpload) -> Any:
     file = files_data.file
     dataset = store.create_dataset(db(), current_user(), file.stream, file.filename, state().settings.artifact_dir,
                                    name=files_data.name or None, target=files_data.target)
-    return dataset_dict(dataset), 201, {"Location": url_for("datasets.get_dataset", dataset_id=dataset.id)}
+    return DatasetOut.model_validate(dataset), 201, {"Location": url_for("datasets.get_dataset", dataset_id=dataset.id)}
 
 
 @bp.get("")
@@ -34,7 +34,7 @@ def upload(files_data: DatasetUpload) -> Any:
 @bp.doc(summary="List datasets, newest first", responses=[200, 401, 422])
 def list_datasets(query_data: DatasetsQuery) -> Any:
     datasets, token = store.list_datasets(db(), current_user(), query_data.limit, query_data.page_token)
-    return {"items": [dataset_dict(d) for d in datasets], "next_page_token": token}
+    return DatasetList.model_validate({"items": datasets, "next_page_token": token})
 
 
 @bp.get("/<int:dataset_id>")
@@ -42,7 +42,7 @@ def list_datasets(query_data: DatasetsQuery) -> Any:
 @bp.output(DatasetOut)
 @bp.doc(summary="Get a dataset", responses=[200, 401, 404])
 def get_dataset(dataset_id: int) -> Any:
-    return dataset_dict(store.get_dataset(db(), current_user(), dataset_id))
+    return DatasetOut.model_validate(store.get_dataset(db(), current_user(), dataset_id))
 
 
 @bp.delete("/<int:dataset_id>")

@@ -28,4 +28,4 @@ def health() -> Any:
     broker_problem = state().enqueuer.ping()
     broker = "ok" if broker_problem is None else f"unreachable: {broker_problem}"
     ok = database == "ok" and broker == "ok"
-    return {"status": "ok" if ok else "degraded", "database": database, "broker": broker}, 200 if ok else 503
+    return Health(status="ok" if ok else "degraded", database=database, broker=broker), 200 if ok else 503

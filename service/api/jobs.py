@@ -9,7 +9,7 @@ from flask import request, url_for
 from ..queue import enqueue
 from ..store import jobs as store
 from .auth import auth, current_user
-from .schemas import JobIn, JobList, JobOut, JobsQuery, job_dict
+from .schemas import JobIn, JobList, JobOut, JobsQuery
 from .state import db, state
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/jobs", tag="Jobs")
@@ -61,7 +61,7 @@ def submit(json_data: Any) -> Any:
     headers = {"Location": url_for("jobs.get_job", job_id=job.id)}
     if not created:
         headers["Idempotent-Replayed"] = "true"
-    return job_dict(job), 201, headers
+    return JobOut.model_validate(job), 201, headers
 
 
 @bp.get("")
@@ -74,7 +74,7 @@ def list_jobs(query_data: Any) -> Any:
     statuses = [s.strip() for s in q["status"].split(",") if s.strip()] if q.get("status") else None
     jobs, token = store.list_jobs(db(), current_user(), statuses, q.get("created_after"), q.get("created_before"),
                                   q["limit"], q.get("page_token"))
-    return {"items": [job_dict(j) for j in jobs], "next_page_token": token}
+    return JobList.model_validate({"items": jobs, "next_page_token": token})
 
 
 @bp.get("/<int:job_id>")
@@ -82,7 +82,7 @@ def list_jobs(query_data: Any) -> Any:
 @bp.output(JobOut)
 @bp.doc(summary="Get a job", responses=[200, 401, 404])
 def get_job(job_id: int) -> Any:
-    return job_dict(store.get_job(db(), current_user(), job_id))
+    return JobOut.model_validate(store.get_job(db(), current_user(), job_id))
 
 
 @bp.post("/<int:job_id>/cancel")
@@ -90,7 +90,7 @@ def get_job(job_id: int) -> Any:
 @bp.output(JobOut, status_code=202, description="Cancelled, or flagged to stop within one step if running.")
 @bp.doc(summary="Cancel a job", responses=[202, 401, 404, 409])
 def cancel(job_id: int) -> Any:
-    return job_dict(store.cancel_job(db(), current_user(), job_id))
+    return JobOut.model_validate(store.cancel_job(db(), current_user(), job_id))
 
 
 @bp.delete("/<int:job_id>")

@@ -16,5 +16,4 @@ bp = APIBlueprint("me", __name__, tag="Users")
 @bp.output(Me, description="The token's user.")
 @bp.doc(summary="The user of this token", responses=[200, 401])
 def me() -> Any:
-    user = current_user()
-    return {"name": user.name, "is_admin": user.is_admin}
+    return Me.model_validate(current_user())

@@ -19,7 +19,6 @@ bp = APIBlueprint("meta", __name__, tag="Meta")
 @bp.doc(summary="Version, job statuses and limits of this server")
 def meta() -> Any:
     settings = state().settings
-    return {"version": version("trainyard"),
-            "job_statuses": [{"name": s, "finished": s.finished, "description": s.description} for s in JobStatus],
-            "limits": {**settings.spec_limits, "max_upload_bytes": settings.max_upload_bytes,
-                       "max_predict_rows": settings.max_predict_rows}}
+    return Meta.model_validate({"version": version("trainyard"), "job_statuses": list(JobStatus),
+                                "limits": {**settings.spec_limits, "max_upload_bytes": settings.max_upload_bytes,
+                                           "max_predict_rows": settings.max_predict_rows}})

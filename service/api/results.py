@@ -5,7 +5,7 @@ import base64
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import send_file, url_for
+from flask import send_file
 
 from ..store import predict as predictions
 from ..store import results as store
@@ -18,9 +18,6 @@ from .schemas import (
     MetricsQuery,
     PredictIn,
     PredictOut,
-    checkpoint_dict,
-    event_dict,
-    iso,
 )
 from .state import db, state
 
@@ -44,8 +41,7 @@ def metrics(job_id: int, query_data: MetricsQuery) -> Any:
     names = [n.strip() for n in q.name.split(",") if n.strip()] if q.name else None
     points, token = store.list_metrics(db(), current_user(), job_id, names, q.after_step, q.before_step, q.limit,
                                        q.page_token, q.max_points)
-    return {"items": [{"name": p.name, "step": p.step, "epoch": p.epoch, "value": p.value, "time": iso(p.time)}
-                      for p in points], "next_page_token": token}
+    return MetricsPage.model_validate({"items": points, "next_page_token": token})
 
 
 @bp.get("/<int:job_id>/checkpoints")
@@ -53,9 +49,7 @@ def metrics(job_id: int, query_data: MetricsQuery) -> Any:
 @bp.output(CheckpointList, description="By epoch, oldest first.")
 @bp.doc(summary="A job's checkpoints", responses=[200, 401, 404])
 def checkpoints(job_id: int) -> Any:
-    rows = store.list_checkpoints(db(), current_user(), job_id)
-    return {"items": [checkpoint_dict(c, url_for("results.download_checkpoint", job_id=job_id, epoch=c.epoch))
-                      for c in rows]}
+    return CheckpointList.model_validate({"items": store.list_checkpoints(db(), current_user(), job_id)})
 
 
 @bp.get("/<int:job_id>/checkpoints/<int:epoch>")
@@ -79,7 +73,7 @@ def download_checkpoint(job_id: int, epoch: int) -> Any:
 @bp.doc(summary="A job's events (state changes, log lines)", responses=[200, 401, 404, 422])
 def events(job_id: int, query_data: EventsQuery) -> Any:
     rows, next_after_id = store.list_events(db(), current_user(), job_id, query_data.after_id, query_data.limit)
-    return {"items": [event_dict(e) for e in rows], "next_after_id": next_after_id}
+    return EventList.model_validate({"items": rows, "next_after_id": next_after_id})
 
 
 @bp.post("/<int:job_id>/predict")
@@ -91,8 +85,4 @@ def predict(job_id: int, json_data: PredictIn) -> Any:
     settings = state().settings
     result = predictions.predict(db(), current_user(), job_id, json_data.inputs, json_data.checkpoint,
                                  settings.max_predict_rows, state().models)
-    ckpt = result.checkpoint
-    return {"outputs": result.outputs.tolist(),
-            "labels": result.labels.tolist() if result.labels is not None else None,
-            "checkpoint": {"epoch": ckpt.epoch, "step": ckpt.step, "sha256": ckpt.sha256,
-                           "best_params": result.best_params}}
+    return PredictOut.model_validate(result)

@@ -3,19 +3,25 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
+import numpy as np
 from apiflask.fields import UploadFile
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, create_model
+from flask import url_for
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, create_model, model_validator
 
 from nncore.spec import DATA_KEYS, DEFAULT_LIMITS, LAYER_KEYS, MODEL_KEYS, TOP_LEVEL
 
-from ..store.models import Checkpoint, Dataset, Event, Job
+from ..store.models import Checkpoint, User
+from ..store.predict import Prediction
 from ..store.results import MAX_EVENTS_PAGE, MAX_METRICS_PAGE, MAX_POINTS, MIN_POINTS
 from ..store.status import JobStatus
+from ..store.workers import WorkerView
 
 # ids and steps are BIGINT columns; larger numbers are refused before they reach SQL
 MAX_BIGINT = 2**63 - 1
+
+T = TypeVar("T")
 
 
 def _json_int(value: Any) -> Any:
@@ -47,6 +53,78 @@ SPEC_SCHEMA: dict[str, Any] = {
               metrics=_closed(("every_steps",))),
     "required": ["model", "loss", "data"],
 }
+
+
+def iso(t: datetime | None) -> str | None:
+    """A response's timestamp: ISO 8601 in UTC with a trailing Z (a naive time is taken as UTC)."""
+    if t is None:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _iso_time(value: Any) -> Any:
+    return iso(value) if isinstance(value, datetime) else value
+
+
+def _user_name(value: Any) -> Any:
+    return value.name if isinstance(value, User) else value
+
+
+def _tolist(value: Any) -> Any:
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+# what a response shows of a datetime column, documented as the string it is
+IsoTime = Annotated[str, BeforeValidator(_iso_time)]
+# what a response shows of a user (a job's or dataset's owner): the name
+UserName = Annotated[str, BeforeValidator(_user_name)]
+
+
+class _With:
+    """The attributes of ``sources`` (the first that has one wins), with ``extra`` added
+    or replaced: what a response model reads when a field is not an attribute of the row."""
+
+    def __init__(self, *sources: Any, **extra: Any) -> None:
+        self._sources = sources
+        self.__dict__.update(extra)
+
+    def __getattr__(self, name: str) -> Any:
+        for source in self._sources:
+            try:
+                return getattr(source, name)
+            except AttributeError:
+                continue
+        raise AttributeError(name)
+
+
+# Responses are built with ``Model.model_validate(row)`` from the ORM rows (or store
+# objects) they show: every field is read from the attribute of its name, and the few
+# that are not such an attribute are filled in by the model's validators. (No docstrings
+# on these models: pydantic would put them in the OpenAPI document.)
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class _Items(_Out, Generic[T]):
+    items: list[T]
+
+
+class _Page(_Items[T], Generic[T]):
+    next_page_token: str | None
+
+
+class _JobRef(_Out):
+    id: int
+    name: str | None
+    owner: UserName
+
+
+class _CheckpointRef(_Out):
+    epoch: int
+    step: int
+    sha256: str
 
 
 class JobIn(BaseModel):
@@ -106,10 +184,7 @@ class JobsQuery(BaseModel):
                                    description="next_page_token of the previous page, unchanged.")
 
 
-class JobOut(BaseModel):
-    id: int
-    name: str | None
-    owner: str
+class JobOut(_JobRef):
     status: JobStatus
     priority: int
     attempts: int
@@ -119,15 +194,14 @@ class JobOut(BaseModel):
     result: dict[str, Any] | None
     dataset_id: int | None
     spec: dict[str, Any]
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    updated_at: str
+    created_at: IsoTime
+    started_at: IsoTime | None
+    finished_at: IsoTime | None
+    updated_at: IsoTime
 
 
-class JobList(BaseModel):
-    items: list[JobOut]
-    next_page_token: str | None
+class JobList(_Page[JobOut]):
+    pass
 
 
 class DatasetUpload(BaseModel):
@@ -148,10 +222,10 @@ class DatasetsQuery(BaseModel):
     page_token: str | None = Field(None, max_length=200)
 
 
-class DatasetOut(BaseModel):
+class DatasetOut(_Out):
     id: int
     name: str
-    owner: str
+    owner: UserName
     filename: str
     format: Literal["csv", "npz"]
     size_bytes: int
@@ -161,12 +235,11 @@ class DatasetOut(BaseModel):
     task: Literal["binary", "multiclass", "regression"]
     n_classes: int | None
     target: str | None
-    created_at: str
+    created_at: IsoTime
 
 
-class DatasetList(BaseModel):
-    items: list[DatasetOut]
-    next_page_token: str | None
+class DatasetList(_Page[DatasetOut]):
+    pass
 
 
 class MetricsQuery(BaseModel):
@@ -182,32 +255,36 @@ class MetricsQuery(BaseModel):
         "and last points and each step range's minimum and maximum are kept, so spikes survive."))
 
 
-class MetricPoint(BaseModel):
+class MetricPoint(_Out):
     name: str
     step: int
     epoch: int
     value: float
-    time: str
+    time: IsoTime
 
 
-class MetricsPage(BaseModel):
-    items: list[MetricPoint]
-    next_page_token: str | None
+class MetricsPage(_Page[MetricPoint]):
+    pass
 
 
-class CheckpointOut(BaseModel):
-    epoch: int
-    step: int
-    sha256: str
+class CheckpointOut(_CheckpointRef):
     size_bytes: int
     metrics: dict[str, Any] | None
     is_best: bool
-    created_at: str
+    created_at: IsoTime
     download_url: str
 
+    @model_validator(mode="before")
+    @classmethod
+    def _with_download_url(cls, data: Any) -> Any:
+        if isinstance(data, Checkpoint):  # its URL under the route that serves it (needs a request context)
+            return _With(data, download_url=url_for("results.download_checkpoint", job_id=data.job_id,
+                                                    epoch=data.epoch))
+        return data
 
-class CheckpointList(BaseModel):
-    items: list[CheckpointOut]
+
+class CheckpointList(_Items[CheckpointOut]):
+    pass
 
 
 class EventsQuery(BaseModel):
@@ -217,15 +294,14 @@ class EventsQuery(BaseModel):
     limit: int = Field(100, ge=1, le=MAX_EVENTS_PAGE)
 
 
-class EventOut(BaseModel):
+class EventOut(_Out):
     id: int
-    time: str
+    time: IsoTime
     kind: str
     message: str
 
 
-class EventList(BaseModel):
-    items: list[EventOut]
+class EventList(_Items[EventOut]):
     next_after_id: int | None
 
 
@@ -254,27 +330,29 @@ class PredictIn(BaseModel):
         "or an epoch number."))
 
 
-class PredictCheckpoint(BaseModel):
-    epoch: int
-    step: int
-    sha256: str
+class PredictCheckpoint(_CheckpointRef):
     best_params: bool = Field(description="Whether early stopping's best parameters were used.")
 
 
-class PredictOut(BaseModel):
-    outputs: list[list[float]]
-    labels: list[int] | None = Field(description="Predicted classes (0..k-1) for classification, else null.")
+class PredictOut(_Out):
+    outputs: Annotated[list[list[float]], BeforeValidator(_tolist)]
+    labels: Annotated[list[int] | None, BeforeValidator(_tolist)] = Field(
+        description="Predicted classes (0..k-1) for classification, else null.")
     checkpoint: PredictCheckpoint
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_prediction(cls, data: Any) -> Any:
+        if isinstance(data, Prediction):  # best_params is the prediction's, shown with its checkpoint
+            return _With(data, checkpoint=_With(data.checkpoint, best_params=data.best_params))
+        return data
 
-class WorkerJob(BaseModel):
-    id: int
-    name: str | None
-    owner: str
+
+class WorkerJob(_JobRef):
     progress: dict[str, Any] | None
 
 
-class WorkerOut(BaseModel):
+class WorkerOut(_Out):
     name: str = Field(description="host:pid of the worker process; its jobs' leases are named <name>/<pid>.")
     state: Literal["alive", "lost", "stopped"] = Field(
         description="alive: reported in the last few seconds; lost: stopped reporting without saying goodbye "
@@ -286,17 +364,24 @@ class WorkerOut(BaseModel):
     queues: str
     broker: str
     version: str
-    started_at: str
-    last_seen_at: str
-    stopped_at: str | None
+    started_at: IsoTime
+    last_seen_at: IsoTime
+    stopped_at: IsoTime | None
     jobs: list[WorkerJob] = Field(description="The running jobs you may see (all of them for an admin).")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_view(cls, data: Any) -> Any:
+        if isinstance(data, WorkerView):  # the registry's row, with what the view adds (state, busy, jobs)
+            return _With(data, data.worker)
+        return data
 
-class WorkerList(BaseModel):
-    items: list[WorkerOut]
+
+class WorkerList(_Items[WorkerOut]):
+    pass
 
 
-class Me(BaseModel):
+class Me(_Out):
     name: str
     is_admin: bool
 
@@ -307,10 +392,17 @@ class Health(BaseModel):
     broker: str
 
 
-class StatusInfo(BaseModel):
+class StatusInfo(_Out):
     name: JobStatus
     finished: bool = Field(description="Whether the state is final: nothing changes such a job again.")
     description: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_status(cls, data: Any) -> Any:
+        if isinstance(data, JobStatus):  # the member itself, not its attribute .name ("QUEUED")
+            return _With(data, name=data)
+        return data
 
 
 class _ServerLimits(BaseModel):
@@ -328,36 +420,3 @@ class Meta(BaseModel):
     version: str = Field(description="The server's trainyard version.")
     job_statuses: list[StatusInfo] = Field(description="Every job status, in the order of a job's life.")
     limits: Limits  # type: ignore[valid-type]
-
-
-def iso(t: datetime | None) -> str | None:
-    if t is None:
-        return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def job_dict(job: Job) -> dict[str, Any]:
-    return {"id": job.id, "name": job.name, "owner": job.owner.name, "status": job.status,
-            "priority": job.priority, "attempts": job.attempts, "cancel_requested": job.cancel_requested,
-            "progress": job.progress, "error": job.error, "result": job.result, "dataset_id": job.dataset_id,
-            "spec": job.spec, "created_at": iso(job.created_at), "started_at": iso(job.started_at),
-            "finished_at": iso(job.finished_at), "updated_at": iso(job.updated_at)}
-
-
-def dataset_dict(dataset: Dataset) -> dict[str, Any]:
-    return {"id": dataset.id, "name": dataset.name, "owner": dataset.owner.name, "filename": dataset.filename,
-            "format": dataset.format, "size_bytes": dataset.size_bytes, "sha256": dataset.sha256,
-            "n_samples": dataset.n_samples, "n_features": dataset.n_features, "task": dataset.task,
-            "n_classes": dataset.n_classes, "target": dataset.target, "created_at": iso(dataset.created_at)}
-
-
-def checkpoint_dict(checkpoint: Checkpoint, download_url: str) -> dict[str, Any]:
-    return {"epoch": checkpoint.epoch, "step": checkpoint.step, "sha256": checkpoint.sha256,
-            "size_bytes": checkpoint.size_bytes, "metrics": checkpoint.metrics, "is_best": checkpoint.is_best,
-            "created_at": iso(checkpoint.created_at), "download_url": download_url}
-
-
-def event_dict(event: Event) -> dict[str, Any]:
-    return {"id": event.id, "time": iso(event.time), "kind": event.kind, "message": event.message}
