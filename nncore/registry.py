@@ -111,27 +111,48 @@ def _clean_type_error(exc: TypeError) -> str:
     return msg.split("() ", 1)[-1]
 
 
-def check(condition: bool, message: str) -> None:
-    """Raise ValueError(message) unless condition; used for validation in __init__."""
+class FieldError(ValueError):
+    """A ValueError about one named field (hyperparameter, argument, column...).
+
+    ``field`` names it, so that a caller can report where the problem is without
+    reading the message: a spec validator joins it to the path of the object whose
+    config was being resolved (``optimizer`` + ``lr`` -> ``optimizer.lr``).
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # args holds only the message; pickle (multiprocessing, task queues) needs both
+        return type(self), (self.field, str(self))
+
+
+def check(condition: bool, message: str, field: str | None = None) -> None:
+    """Raise ValueError(message) unless condition; used for validation in __init__.
+
+    With ``field`` the error is a :class:`FieldError` about that field.
+    """
     if not condition:
-        raise ValueError(message)
+        raise ValueError(message) if field is None else FieldError(field, message)
 
 
 def check_number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
                  low_open: bool = False, high_open: bool = False, integer: bool = False) -> float:
     """Validate a numeric hyperparameter and return it as float (or int).
 
-    Messages quote what was received: "`decay` must be >= 0, got -1".
+    Messages quote what was received: "`decay` must be >= 0, got -1". The error is a
+    :class:`FieldError` whose ``field`` is ``name``.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         kind = "an integer" if integer else "a number"
-        raise ValueError(f"`{name}` must be {kind}, got {value!r}")
+        raise FieldError(name, f"`{name}` must be {kind}, got {value!r}")
     if integer and not float(value).is_integer():
-        raise ValueError(f"`{name}` must be an integer, got {value!r}")
+        raise FieldError(name, f"`{name}` must be an integer, got {value!r}")
     if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"`{name}` must be finite, got {value!r}")
+        raise FieldError(name, f"`{name}` must be finite, got {value!r}")
     if low is not None and (value <= low if low_open else value < low):
-        raise ValueError(f"`{name}` must be {'>' if low_open else '>='} {low:g}, got {value!r}")
+        raise FieldError(name, f"`{name}` must be {'>' if low_open else '>='} {low:g}, got {value!r}")
     if high is not None and (value >= high if high_open else value > high):
-        raise ValueError(f"`{name}` must be {'<' if high_open else '<='} {high:g}, got {value!r}")
+        raise FieldError(name, f"`{name}` must be {'<' if high_open else '<='} {high:g}, got {value!r}")
     return int(value) if integer else float(value)

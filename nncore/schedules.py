@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .registry import Configurable, Registry, check_number
+from .registry import Configurable, FieldError, Registry, check_number
 
 SCHEDULES: Registry[Schedule] = Registry("schedule")
 
@@ -110,7 +110,7 @@ class Cosine(Schedule):
         self.t_max = check_number("t_max", t_max, low=1, integer=True)
         self.lr_min = check_number("lr_min", lr_min, low=0)
         if not isinstance(restarts, bool):
-            raise ValueError(f"`restarts` must be true or false, got {restarts!r}")
+            raise FieldError("restarts", f"`restarts` must be true or false, got {restarts!r}")
         self.restarts = restarts
         self.t_mult = check_number("t_mult", t_mult, low=1, integer=True)
 
@@ -138,7 +138,7 @@ class ReduceOnPlateau(Schedule):
     def __init__(self, monitor: str = "val_loss", factor: float = 0.5, patience: int = 5, min_delta: float = 1e-4,
                  cooldown: int = 0, min_lr: float = 0.0, mode: str = "min") -> None:
         if not isinstance(monitor, str) or not monitor:
-            raise ValueError(f"`monitor` must be a metric name, got {monitor!r}")
+            raise FieldError("monitor", f"`monitor` must be a metric name, got {monitor!r}")
         self.monitor = monitor
         self.factor = check_number("factor", factor, low=0, low_open=True, high=1, high_open=True)
         self.patience = check_number("patience", patience, low=0, integer=True)
@@ -146,7 +146,7 @@ class ReduceOnPlateau(Schedule):
         self.cooldown = check_number("cooldown", cooldown, low=0, integer=True)
         self.min_lr = check_number("min_lr", min_lr, low=0)
         if mode not in ("min", "max"):
-            raise ValueError(f"`mode` must be 'min' or 'max', got {mode!r}")
+            raise FieldError("mode", f"`mode` must be 'min' or 'max', got {mode!r}")
         self.mode = mode
         self.scale, self.best, self.wait, self.cooling = 1.0, math.inf, 0, 0
 
@@ -191,7 +191,7 @@ class Warmup(Schedule):
         self.start_factor = check_number("start_factor", start_factor, low=0, high=1)
         self._after = SCHEDULES.resolve(after)
         if isinstance(self._after, Warmup):
-            raise ValueError("`after` cannot itself be a warmup")
+            raise FieldError("after", "`after` cannot itself be a warmup")
         self.unit = "step"
 
     @property

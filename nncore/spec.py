@@ -8,7 +8,7 @@ so that what is stored is exactly what runs.
 from __future__ import annotations
 
 import json
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from .initializers import ALIASES as INIT_ALIASES
 from .initializers import INITIALIZERS
 from .losses import LOSSES
 from .optimizers import OPTIMIZERS
-from .registry import Registry
+from .registry import FieldError, Registry
 from .schedules import SCHEDULES
 
 SPEC_VERSION = 1
@@ -146,12 +146,12 @@ class _Checker:
             return None
         try:
             return registry.resolve(value).get_config()
-        except ValueError as exc:
-            message = str(exc)
+        except FieldError as exc:
             # "`lr` must be > 0, got -1" is about the field lr inside this object
-            field = re.match(r"`(\w+)` ", message)
-            self.add(_join(path, field.group(1)) if field and isinstance(value, dict) else path, message)
-            return None
+            self.add(_join(path, exc.field) if isinstance(value, dict) else path, str(exc))
+        except ValueError as exc:
+            self.add(path, str(exc))
+        return None
 
 
 def _join(path: str, key: str | int) -> str:
@@ -180,6 +180,19 @@ def count_params(input_dim: int, layers: list[dict]) -> int:
     return total
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every section validator may consult besides the document."""
+
+    limits: dict[str, int]
+    dataset_names: list[str] | None
+
+
+#: A section validator: reads its part of the (top-level) document, adds problems to the
+#: checker and writes its normalised part into ``out``.
+_Section = Callable[[_Checker, dict, dict, _Context], None]
+
+
 def validate_spec(doc: Any, limits: dict[str, int] | None = None,
                   dataset_names: list[str] | None = None) -> dict[str, Any]:
     """Validate a job spec and return it normalised (defaults filled in).
@@ -189,170 +202,237 @@ def validate_spec(doc: Any, limits: dict[str, int] | None = None,
     SpecError
         Listing every problem with its JSON path.
     """
-    lim = {**DEFAULT_LIMITS, **(limits or {})}
+    ctx = _Context({**DEFAULT_LIMITS, **(limits or {})}, dataset_names)
     c = _Checker()
     if c.obj(doc, "", TOP_LEVEL) is None:
         raise SpecError(c.problems)
-    out: dict[str, Any] = {"version": c.integer(doc, "version", "", SPEC_VERSION, SPEC_VERSION, SPEC_VERSION)}
+    out: dict[str, Any] = {}
+    for section in _SECTIONS:
+        section(c, doc, out, ctx)
+    if c.problems:
+        raise SpecError(c.problems)
+    return out
+
+
+def _header(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
+    out["version"] = c.integer(doc, "version", "", SPEC_VERSION, SPEC_VERSION, SPEC_VERSION)
     if "name" in doc:
         if not isinstance(doc["name"], str) or len(doc["name"]) > 200:
             c.add("name", f"must be a string of at most 200 characters, got {_show(doc['name'])}")
         out["name"] = doc["name"]
 
-    # model
+
+def _model(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
     model_out: dict[str, Any] = {}
+    out["model"] = model_out
     model = doc.get("model")
     if model is None:
         c.add("model", "is required: {\"layers\": [{\"units\": ..., \"activation\": ...}, ...]}")
-    elif c.obj(model, "model", MODEL_KEYS) is not None:
-        model_out["input_dim"] = c.integer(model, "input_dim", "model", None, 1, lim["max_units"], nullable=True)
-        model_out["init"] = c.configurable(model.get("init", "glorot_uniform"), "model.init", INITIALIZERS,
-                                           INIT_ALIASES)
-        dtype = model.get("dtype", "float32")
-        if dtype not in ("float32", "float64"):
-            c.add("model.dtype", f"must be \"float32\" or \"float64\", got {_show(dtype)}")
-        model_out["dtype"] = dtype
-        layers = model.get("layers")
-        model_out["layers"] = []
-        if not isinstance(layers, list) or not layers:
-            c.add("model.layers", f"must be a non-empty array of layers, got {_show(layers)}")
-        elif len(layers) > lim["max_layers"]:
-            c.add("model.layers", f"has {len(layers)} layers; the limit is {lim['max_layers']}")
-        else:
-            for i, layer in enumerate(layers):
-                p = _join("model.layers", i)
-                if c.obj(layer, p, LAYER_KEYS) is None:
-                    continue
-                lo: dict[str, Any] = {"units": c.integer(layer, "units", p, None, 1, lim["max_units"])}
-                if "units" not in layer:
-                    c.add(_join(p, "units"), "is required")
-                lo["activation"] = c.configurable(layer.get("activation", "identity"), _join(p, "activation"),
-                                                  ACTIVATIONS)
-                dropout = c.number(layer, "dropout", p, 0.0, 0.0, 1.0, high_open=True)
-                if dropout:
-                    lo["dropout"] = dropout
-                    if i == len(layers) - 1:
-                        c.add(_join(p, "dropout"), "is not allowed on the output layer")
-                if "init" in layer:
-                    lo["init"] = c.configurable(layer["init"], _join(p, "init"), INITIALIZERS, INIT_ALIASES)
-                model_out["layers"].append(lo)
-    out["model"] = model_out
+        return
+    if c.obj(model, "model", MODEL_KEYS) is None:
+        return
+    max_units = ctx.limits["max_units"]
+    model_out["input_dim"] = c.integer(model, "input_dim", "model", None, 1, max_units, nullable=True)
+    model_out["init"] = c.configurable(model.get("init", "glorot_uniform"), "model.init", INITIALIZERS,
+                                       INIT_ALIASES)
+    dtype = model.get("dtype", "float32")
+    if dtype not in ("float32", "float64"):
+        c.add("model.dtype", f"must be \"float32\" or \"float64\", got {_show(dtype)}")
+    model_out["dtype"] = dtype
+    model_out["layers"] = _layers(c, model.get("layers"), ctx)
 
-    out["loss"] = c.configurable(doc.get("loss"), "loss", LOSSES) if "loss" in doc else None
-    if "loss" not in doc:
+
+def _layers(c: _Checker, layers: Any, ctx: _Context) -> list[dict]:
+    if not isinstance(layers, list) or not layers:
+        c.add("model.layers", f"must be a non-empty array of layers, got {_show(layers)}")
+        return []
+    if len(layers) > ctx.limits["max_layers"]:
+        c.add("model.layers", f"has {len(layers)} layers; the limit is {ctx.limits['max_layers']}")
+        return []
+    out = []
+    for i, layer in enumerate(layers):
+        p = _join("model.layers", i)
+        if c.obj(layer, p, LAYER_KEYS) is not None:
+            out.append(_layer(c, layer, p, i == len(layers) - 1, ctx))
+    return out
+
+
+def _layer(c: _Checker, layer: dict, p: str, is_output: bool, ctx: _Context) -> dict:
+    lo: dict[str, Any] = {"units": c.integer(layer, "units", p, None, 1, ctx.limits["max_units"])}
+    if "units" not in layer:
+        c.add(_join(p, "units"), "is required")
+    lo["activation"] = c.configurable(layer.get("activation", "identity"), _join(p, "activation"), ACTIVATIONS)
+    dropout = c.number(layer, "dropout", p, 0.0, 0.0, 1.0, high_open=True)
+    if dropout:
+        lo["dropout"] = dropout
+        if is_output:
+            c.add(_join(p, "dropout"), "is not allowed on the output layer")
+    if "init" in layer:
+        lo["init"] = c.configurable(layer["init"], _join(p, "init"), INITIALIZERS, INIT_ALIASES)
+    return lo
+
+
+def _loss(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
+    if "loss" in doc:
+        out["loss"] = c.configurable(doc["loss"], "loss", LOSSES)
+    else:
+        out["loss"] = None
         c.add("loss", f"is required; known: {', '.join(LOSSES.names())}")
+
+
+def _optimizer(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
     out["optimizer"] = c.configurable(doc.get("optimizer", "sgd"), "optimizer", OPTIMIZERS)
+
+
+def _schedule(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
     sched = doc.get("schedule")
     out["schedule"] = None if sched is None else c.configurable(sched, "schedule", SCHEDULES)
 
-    # data
-    data = doc.get("data")
+
+def _data(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
     data_out: dict[str, Any] = {}
+    out["data"] = data_out
+    data = doc.get("data")
     if data is None:
         c.add("data", "is required, e.g. {\"dataset\": \"digits\"}")
-    elif c.obj(data, "data", DATA_KEYS) is not None:
-        ds = data.get("dataset")
-        if "dataset_id" in data:
-            if not isinstance(data["dataset_id"], (int, str)) or isinstance(data["dataset_id"], bool):
-                c.add("data.dataset_id", f"must be the id of an uploaded dataset, got {_show(data['dataset_id'])}")
-            data_out["dataset_id"] = data["dataset_id"]
-            ds = ds or "uploaded"
-        elif not isinstance(ds, str):
-            c.add("data.dataset", f"must be a dataset name, got {_show(ds)}"
-                  + (f"; known: {', '.join(dataset_names)}" if dataset_names else ""))
-        elif dataset_names is not None and ds not in dataset_names:
-            c.add("data.dataset", f"unknown dataset {ds!r}; known: {', '.join(dataset_names)}")
-        data_out["dataset"] = ds
-        if ds in ("csv", "npz") and not isinstance(data.get("path"), str):
-            c.add("data.path", f"is required for dataset {ds!r}: the file to read")
-        if "path" in data:
-            if not isinstance(data["path"], str):
-                c.add("data.path", f"must be a file path, got {_show(data['path'])}")
-            data_out["path"] = data["path"]
-        if "n_samples" in data:
-            data_out["n_samples"] = c.integer(data, "n_samples", "data", None, 1, lim["max_samples"])
-        if "noise" in data:
-            data_out["noise"] = c.number(data, "noise", "data", None, 0.0)
-        if "target" in data:
-            if not isinstance(data["target"], (int, str)) or isinstance(data["target"], bool):
-                c.add("data.target", f"must be a column index or name, got {_show(data['target'])}")
-            data_out["target"] = data["target"]
-        data_out["validation_split"] = c.number(data, "validation_split", "data", 0.2, 0.0, 1.0, high_open=True)
-        data_out["standardize"] = c.boolean(data, "standardize", "data", True)
-        data_out["shuffle"] = c.boolean(data, "shuffle", "data", True)
-        data_out["drop_last"] = c.boolean(data, "drop_last", "data", False)
-        data_out["stratify"] = c.boolean(data, "stratify", "data", True)
-    out["data"] = data_out
+        return
+    if c.obj(data, "data", DATA_KEYS) is None:
+        return
+    _data_source(c, data, data_out, ctx.dataset_names)
+    if "n_samples" in data:
+        data_out["n_samples"] = c.integer(data, "n_samples", "data", None, 1, ctx.limits["max_samples"])
+    if "noise" in data:
+        data_out["noise"] = c.number(data, "noise", "data", None, 0.0)
+    if "target" in data:
+        if not isinstance(data["target"], (int, str)) or isinstance(data["target"], bool):
+            c.add("data.target", f"must be a column index or name, got {_show(data['target'])}")
+        data_out["target"] = data["target"]
+    data_out["validation_split"] = c.number(data, "validation_split", "data", 0.2, 0.0, 1.0, high_open=True)
+    for key, default in (("standardize", True), ("shuffle", True), ("drop_last", False), ("stratify", True)):
+        data_out[key] = c.boolean(data, key, "data", default)
 
-    bs = doc.get("batch_size", 32)
-    if bs in ("full", None):
+
+def _data_source(c: _Checker, data: dict, data_out: dict, dataset_names: list[str] | None) -> None:
+    """``dataset``, ``dataset_id`` and ``path``: where the samples come from."""
+    ds = data.get("dataset")
+    if "dataset_id" in data:
+        if not isinstance(data["dataset_id"], (int, str)) or isinstance(data["dataset_id"], bool):
+            c.add("data.dataset_id", f"must be the id of an uploaded dataset, got {_show(data['dataset_id'])}")
+        data_out["dataset_id"] = data["dataset_id"]
+        ds = ds or "uploaded"
+    elif not isinstance(ds, str):
+        c.add("data.dataset", f"must be a dataset name, got {_show(ds)}"
+              + (f"; known: {', '.join(dataset_names)}" if dataset_names else ""))
+    elif dataset_names is not None and ds not in dataset_names:
+        c.add("data.dataset", f"unknown dataset {ds!r}; known: {', '.join(dataset_names)}")
+    data_out["dataset"] = ds
+    if ds in ("csv", "npz") and not isinstance(data.get("path"), str):
+        c.add("data.path", f"is required for dataset {ds!r}: the file to read")
+    if "path" in data:
+        if not isinstance(data["path"], str):
+            c.add("data.path", f"must be a file path, got {_show(data['path'])}")
+        data_out["path"] = data["path"]
+
+
+def _training(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
+    """Batch size, epochs, seed and how gradients are computed."""
+    if doc.get("batch_size", 32) in ("full", None):
         out["batch_size"] = None
     else:
-        out["batch_size"] = c.integer(doc, "batch_size", "", 32, 1, lim["max_batch_size"])
-    out["epochs"] = c.integer(doc, "epochs", "", 10, 1, lim["max_epochs"])
+        out["batch_size"] = c.integer(doc, "batch_size", "", 32, 1, ctx.limits["max_batch_size"])
+    out["epochs"] = c.integer(doc, "epochs", "", 10, 1, ctx.limits["max_epochs"])
     out["seed"] = c.integer(doc, "seed", "", 0, 0, 2**63 - 1)
     grad = doc.get("gradient", "backprop")
     if grad not in GRADIENT_MODES:
         c.add("gradient", f"must be one of {', '.join(GRADIENT_MODES)}, got {_show(grad)}")
     out["gradient"] = grad
 
+
+def _distributed(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
     dist = doc.get("distributed", {})
     ws = 1
     if c.obj(dist, "distributed", ("world_size",)) is not None:
-        ws = c.integer(dist, "world_size", "distributed", 1, 1, lim["max_world_size"])
+        ws = c.integer(dist, "world_size", "distributed", 1, 1, ctx.limits["max_world_size"])
     out["distributed"] = {"world_size": ws}
+
+
+def _checkpointing(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
     out["checkpoint_every"] = c.integer(doc, "checkpoint_every", "", 1, 0)
 
-    es = doc.get("early_stopping")
-    if es is not None and c.obj(es, "early_stopping", ("monitor", "patience", "min_delta", "mode", "restore_best")):
-        monitor = es.get("monitor", "val_loss")
-        if not isinstance(monitor, str):
-            c.add("early_stopping.monitor", f"must be a metric name, got {_show(monitor)}")
-        mode = es.get("mode")
-        if mode not in (None, "min", "max"):
-            c.add("early_stopping.mode", f"must be \"min\" or \"max\", got {_show(mode)}")
-        out["early_stopping"] = {"monitor": monitor,
-                                 "patience": c.integer(es, "patience", "early_stopping", 10, 0),
-                                 "min_delta": c.number(es, "min_delta", "early_stopping", 0.0, 0.0),
-                                 "mode": mode,
-                                 "restore_best": c.boolean(es, "restore_best", "early_stopping", True)}
-        if isinstance(monitor, str) and monitor.startswith("val_") and data_out.get("validation_split") == 0:
-            c.add("early_stopping.monitor", f"monitors {monitor!r} but data.validation_split is 0, so there is no "
-                                            "validation set; monitor \"loss\" or set a validation_split")
-    else:
-        out["early_stopping"] = None
 
+def _early_stopping(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
+    es = doc.get("early_stopping")
+    # an empty object, like null, turns early stopping off
+    if es is None or not c.obj(es, "early_stopping", ("monitor", "patience", "min_delta", "mode", "restore_best")):
+        out["early_stopping"] = None
+        return
+    monitor = es.get("monitor", "val_loss")
+    if not isinstance(monitor, str):
+        c.add("early_stopping.monitor", f"must be a metric name, got {_show(monitor)}")
+    mode = es.get("mode")
+    if mode not in (None, "min", "max"):
+        c.add("early_stopping.mode", f"must be \"min\" or \"max\", got {_show(mode)}")
+    out["early_stopping"] = {"monitor": monitor,
+                             "patience": c.integer(es, "patience", "early_stopping", 10, 0),
+                             "min_delta": c.number(es, "min_delta", "early_stopping", 0.0, 0.0),
+                             "mode": mode,
+                             "restore_best": c.boolean(es, "restore_best", "early_stopping", True)}
+    if isinstance(monitor, str) and monitor.startswith("val_") and out["data"].get("validation_split") == 0:
+        c.add("early_stopping.monitor", f"monitors {monitor!r} but data.validation_split is 0, so there is no "
+                                        "validation set; monitor \"loss\" or set a validation_split")
+
+
+def _retention(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
     ret = doc.get("retention", {})
-    if c.obj(ret, "retention", ("keep_last", "keep_best", "best_metric")) is not None:
-        out["retention"] = {"keep_last": c.integer(ret, "keep_last", "retention", 3, 0),
-                            "keep_best": c.boolean(ret, "keep_best", "retention", True),
-                            "best_metric": ret.get("best_metric")}
-        bm = ret.get("best_metric")
-        if bm is not None and not isinstance(bm, str):
-            c.add("retention.best_metric", f"must be a metric name, got {_show(bm)}")
+    if c.obj(ret, "retention", ("keep_last", "keep_best", "best_metric")) is None:
+        return
+    out["retention"] = {"keep_last": c.integer(ret, "keep_last", "retention", 3, 0),
+                        "keep_best": c.boolean(ret, "keep_best", "retention", True),
+                        "best_metric": ret.get("best_metric")}
+    bm = ret.get("best_metric")
+    if bm is not None and not isinstance(bm, str):
+        c.add("retention.best_metric", f"must be a metric name, got {_show(bm)}")
+
+
+def _run_limits(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
+    """How often a failed job is restarted and how long it may run."""
     out["max_restarts"] = c.integer(doc, "max_restarts", "", 2, 0, 100)
     out["max_runtime_s"] = c.number(doc, "max_runtime_s", "", None, 0.0, low_open=True, nullable=True)
-    if "metrics" in doc:
-        m = doc["metrics"]
-        if c.obj(m, "metrics", ("every_steps",)) is not None:
-            out["metrics"] = {"every_steps": c.integer(m, "every_steps", "metrics", 1, 1)}
 
-    # cross-field checks, only when the parts they combine are themselves valid
-    layers_ok = model_out.get("layers") and all(
-        isinstance(la.get("units"), int) and la.get("activation") for la in model_out["layers"])
-    if not c.problems and layers_ok and model_out.get("input_dim"):
-        n_params = count_params(model_out["input_dim"], model_out["layers"])
-        if n_params > lim["max_params"]:
-            c.add("model", f"has {n_params:,} parameters; the limit is {lim['max_params']:,}")
-        if grad == "finite_difference" and n_params > MAX_FD_PARAMS:
-            c.add("gradient", f"finite-difference training needs 2 forward passes per parameter per step; this "
-                              f"model has {n_params:,} parameters, above the limit of {MAX_FD_PARAMS:,}")
-    if isinstance(out.get("batch_size"), int) and ws > out["batch_size"]:
-        c.add("distributed.world_size", f"{ws} ranks cannot split a batch of {out['batch_size']} samples; "
+
+def _metrics(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
+    if "metrics" in doc and c.obj(doc["metrics"], "metrics", ("every_steps",)) is not None:
+        out["metrics"] = {"every_steps": c.integer(doc["metrics"], "every_steps", "metrics", 1, 1)}
+
+
+def _model_size(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
+    """Parameter count against the limits, only when the model (and all else) is valid."""
+    model = out["model"]
+    layers_ok = model.get("layers") and all(
+        isinstance(la.get("units"), int) and la.get("activation") for la in model["layers"])
+    if c.problems or not layers_ok or not model.get("input_dim"):
+        return
+    n_params = count_params(model["input_dim"], model["layers"])
+    if n_params > ctx.limits["max_params"]:
+        c.add("model", f"has {n_params:,} parameters; the limit is {ctx.limits['max_params']:,}")
+    if out["gradient"] == "finite_difference" and n_params > MAX_FD_PARAMS:
+        c.add("gradient", f"finite-difference training needs 2 forward passes per parameter per step; this "
+                          f"model has {n_params:,} parameters, above the limit of {MAX_FD_PARAMS:,}")
+
+
+def _ranks_per_batch(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
+    ws, bs = out["distributed"]["world_size"], out["batch_size"]
+    if isinstance(bs, int) and ws > bs:
+        c.add("distributed.world_size", f"{ws} ranks cannot split a batch of {bs} samples; "
                                         "every rank needs at least one sample per batch")
-    if c.problems:
-        raise SpecError(c.problems)
-    return out
+
+
+#: In this order: problems are reported, and the normalised spec's keys written, in it.
+#: The last two combine fields the earlier ones normalised.
+_SECTIONS: tuple[_Section, ...] = (
+    _header, _model, _loss, _optimizer, _schedule, _data, _training, _distributed, _checkpointing,
+    _early_stopping, _retention, _run_limits, _metrics, _model_size, _ranks_per_batch,
+)
 
 
 def parse_spec_text(text: str, source: str = "spec") -> dict[str, Any]:

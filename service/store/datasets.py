@@ -20,7 +20,7 @@ from typing import BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nncore.datasets import load_file
+from nncore.datasets import DatasetError, load_file
 
 from .errors import Conflict, FieldProblem, Invalid, NotFound
 from .jobs import MAX_PAGE, _visible, decode_page_token, encode_page_token
@@ -77,12 +77,12 @@ def create_dataset(session: Session, user: User, stream: BinaryIO, filename: str
         if size == 0:
             raise Invalid(f"{base} is empty", [FieldProblem("file", "the uploaded file is empty")])
         try:
-            data = load_file(tmp, target=target_value)
+            # source: nncore's messages name the client's own file, not our temp path
+            data = load_file(tmp, target=target_value, source=base)
         except ValueError as exc:
-            # nncore names the file it read: show the client its own file name, not our temp path
-            message = str(exc).replace(repr(str(tmp)), repr(base)).replace(str(tmp), base)
-            field = "target" if _about_target(message, target_value) else "file"
-            raise Invalid(f"{base} is not a usable dataset: {message}", [FieldProblem(field, message)]) from None
+            # nncore says which input is wrong; all but the target column are about the file
+            field = "target" if isinstance(exc, DatasetError) and exc.field == "target" else "file"
+            raise Invalid(f"{base} is not a usable dataset: {exc}", [FieldProblem(field, str(exc))]) from None
         dataset = Dataset(owner_id=user.id, name=name or Path(base).stem[:MAX_NAME] or base[:MAX_NAME],
                           filename=base, format=fmt, path="", size_bytes=size, sha256=sha256,
                           n_samples=data.n_samples, n_features=data.n_features, task=data.task,
@@ -121,12 +121,6 @@ def _copy(stream: BinaryIO, out: BinaryIO) -> tuple[str, int]:
         out.write(chunk)
         size += len(chunk)
     return digest.hexdigest(), size
-
-
-def _about_target(message: str, target: int | str | None) -> bool:
-    # nncore raises one ValueError for every problem; the ones about the target column
-    # quote `target` or the name that matched no (or several) columns
-    return target is not None and ("`target`" in message or f"named {target!r}" in message)
 
 
 def list_datasets(session: Session, user: User, limit: int = 50, page_token: str | None = None
