@@ -62,8 +62,8 @@ def test_the_openapi_document_enumerates_the_same_statuses(app):
 
 
 def test_client_and_cli_use_the_enum():
-    import service.client as client
-    from service.cli import main
+    import trainyard.client as client
+    from trainyard.cli import main
 
     assert client.FINISHED is FINISHED
     result = CliRunner().invoke(main, ["jobs", "--status", "queued,paused", "--token", "t"])

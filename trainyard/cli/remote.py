@@ -13,7 +13,8 @@ from typing import Any
 
 import click
 
-from ..store.status import FINISHED, JobStatus
+from service.store.status import FINISHED, JobStatus
+
 from . import _duration, _fail, main
 
 _url_option = click.option("--url", envvar="TRAINYARD_URL", default="http://127.0.0.1:8000", show_default=True,
