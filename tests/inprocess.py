@@ -253,10 +253,10 @@ class InProcessApiServer:
 def inprocess_server(template: Template, folder: Path, broker_url: str, keep_database: bool = False,
                      **settings: Any) -> Iterator[InProcessApiServer]:
     """The app on a fresh copy of ``template``, its artifacts under ``folder``;
-    ``settings`` override fields of ``service.config.Settings``. The copy is dropped
+    ``settings`` override fields of ``service.shared.settings.Settings``. The copy is dropped
     afterwards unless ``keep_database``."""
     from service.api import create_app
-    from service.config import Settings
+    from service.shared.settings import Settings
 
     database_url = template.copy(folder)
     settings = {"broker_url": broker_url, **settings}

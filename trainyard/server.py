@@ -5,7 +5,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from service.config import Settings
+from service.shared.settings import Settings
 
 
 class _Gunicorn(BaseApplication):
@@ -25,7 +25,7 @@ def serve(settings: Settings, host: str, port: int, workers: int = 2, threads: i
           access_log: bool = True) -> None:
     """Migrate the database to head, re-enqueue jobs the broker missed, and serve the API."""
     from service.api import create_app
-    from service.queue import Enqueuer, enqueue_pending, prepare_broker
+    from service.shared.queue import Enqueuer, enqueue_pending, prepare_broker
     from service.store.db import make_engine, make_sessionmaker
     from service.store.migrate import upgrade
 

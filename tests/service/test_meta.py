@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from service.api import create_app
-from service.config import Settings
+from service.shared.settings import Settings
 from service.store.status import FINISHED, JobStatus
 
 

@@ -15,7 +15,7 @@ from . import _fail, main
 
 def _settings(database_url: str | None = None, artifact_dir: Path | None = None,
               broker_url: str | None = None) -> Any:
-    from service.config import Settings
+    from service.shared.settings import Settings
 
     return Settings.from_env(database_url=database_url, artifact_dir=artifact_dir, broker_url=broker_url)
 
@@ -107,7 +107,7 @@ def worker(concurrency: int, queues: str, database_url: str | None, broker_url: 
             os.environ[var] = value
     from celery.signals import worker_ready
 
-    from service.queue import prepare_broker
+    from service.shared.queue import prepare_broker
     from service.store.migrate import upgrade
     from worker.celery_app import celery
     from worker.presence import Presence, worker_name
@@ -154,7 +154,7 @@ def up(host: str, port: int, n_workers: int, start_timeout: float) -> None:
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from service.queue import Enqueuer, prepare_broker
+    from service.shared.queue import Enqueuer, prepare_broker
     from service.store.db import make_engine, make_sessionmaker, unreachable
     from service.store.migrate import upgrade
     from service.store.users import create_token
