@@ -37,7 +37,7 @@ test-fast: $(VENV)/.installed-test
 
 lint: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet ruff
-	$(BIN)/ruff check nncore service worker tests bench
+	$(BIN)/ruff check nncore service worker tests bench trainyard
 
 ## bench: throughput of nncore vs PyTorch CPU and scikit-learn (installs the bench extra)
 bench: install

@@ -105,7 +105,7 @@ def main() -> None:
     if args.rank:
         rank_program(args.rank[0], int(args.rank[1]))
         return
-    from nncore.distributed import launch
+    from worker.launch import launch
 
     print(f"{'config':<7}{'ranks':>6}{'samples/s':>12}{'step ms':>9}{'allreduce ms':>14}{'share':>7}"
           f"{'efficiency':>11}{'ours ms':>9}{'mpi4py ms':>10}")

@@ -181,7 +181,7 @@ def fresh_database(kind: str, tmp: Path, postgres_url: str | None) -> str:
 
 def trainyard_cmd() -> list[str]:
     exe = shutil.which("trainyard", path=str(Path(sys.executable).parent)) or shutil.which("trainyard")
-    return [exe] if exe else [sys.executable, "-m", "service.cli"]
+    return [exe] if exe else [sys.executable, "-m", "trainyard.cli"]
 
 
 @dataclass

@@ -5,7 +5,7 @@ each prepared request to the WSGI app.
 Everything above the socket is what a client sees from ``trainyard api``: requests
 encodes bodies, multipart uploads, query strings and headers as it would for gunicorn,
 and the answer is a ``requests.Response`` whose body streams from the app's iterable,
-so ``service.client.Client`` and plain ``requests.Session`` calls run unchanged. What
+so ``trainyard.client.Client`` and plain ``requests.Session`` calls run unchanged. What
 is left out is gunicorn itself (its request-line limits, connection handling, worker
 processes); the ``integration`` tests keep a real server for that.
 
@@ -35,7 +35,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from service.client import Client
+from trainyard.client import Client
 
 # .invalid never resolves (RFC 6761): a request that misses the adapter fails instead of
 # reaching some real host
@@ -205,7 +205,7 @@ def migrated_template(kind: str, folder: Path, postgres_url: str | None) -> Temp
 class InProcessApiServer:
     """The attributes tests use of ``tests.conftest.ApiServer`` (``url``, ``api``,
     ``session``, ``tokens``, ``database_url``, ``artifact_dir``), with the app in this
-    process. ``client`` gives a ``service.client.Client`` mounted on it."""
+    process. ``client`` gives a ``trainyard.client.Client`` mounted on it."""
 
     app: Any
     database_url: str
@@ -253,10 +253,10 @@ class InProcessApiServer:
 def inprocess_server(template: Template, folder: Path, broker_url: str, keep_database: bool = False,
                      **settings: Any) -> Iterator[InProcessApiServer]:
     """The app on a fresh copy of ``template``, its artifacts under ``folder``;
-    ``settings`` override fields of ``service.config.Settings``. The copy is dropped
+    ``settings`` override fields of ``service.shared.settings.Settings``. The copy is dropped
     afterwards unless ``keep_database``."""
     from service.api import create_app
-    from service.config import Settings
+    from service.shared.settings import Settings
 
     database_url = template.copy(folder)
     settings = {"broker_url": broker_url, **settings}

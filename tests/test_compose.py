@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import yaml
 
-from service.cli import main as cli
+from trainyard.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

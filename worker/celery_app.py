@@ -14,8 +14,8 @@ import os
 from celery import Celery
 from celery.signals import worker_process_init
 
-from service.config import Settings
-from service.queue import QUEUE
+from service.shared.queue import QUEUE
+from service.shared.settings import Settings
 
 # Redis hands an unacknowledged message out again after this long; the lease and the
 # reaper act far sooner, so it only needs to exceed the longest job's runtime by a bit.

@@ -9,7 +9,7 @@ import socket
 import threading
 from importlib.metadata import version
 
-from service.config import Settings
+from service.shared.settings import Settings
 from service.store import workers as registry
 
 from .runner import sessions_for

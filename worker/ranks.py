@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nncore.distributed import launch, terminate_group
 from nncore.hooks import StepLog
 from service.store.lifecycle import LeaseLost
 from service.store.status import JobStatus, status_for
 
 from .attempt import Attempt, Reporter
+from .launch import launch, terminate_group
 
 
 def run_distributed(attempt: Attempt, spec: dict[str, Any], out_dir: Path, data_path: str | None,

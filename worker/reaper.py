@@ -11,8 +11,8 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from service.config import Settings
-from service.queue import Enqueuer, enqueue_pending
+from service.shared.queue import Enqueuer, enqueue_pending
+from service.shared.settings import Settings
 from service.store import lifecycle
 from service.store.models import Job, utcnow
 from service.store.results import prune_unlisted

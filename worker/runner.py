@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from nncore.checkpoint import load_checkpoint
 from nncore.job import Job as TrainJob
 from nncore.job import summarize
-from service.config import Settings
-from service.queue import Enqueuer, enqueue
+from service.shared.queue import Enqueuer, enqueue
+from service.shared.settings import Settings
 from service.store import lifecycle
 from service.store.datasets import parse_target
 from service.store.db import make_engine, make_sessionmaker

@@ -6,8 +6,8 @@ from typing import Any
 from apiflask import APIFlask
 from werkzeug.routing import IntegerConverter
 
-from ..config import Settings
-from ..queue import Enqueuer
+from ..shared.queue import Enqueuer
+from ..shared.settings import Settings
 from ..store.db import make_engine, make_sessionmaker
 from . import errors
 from .state import ServiceState, close_db

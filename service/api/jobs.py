@@ -6,7 +6,7 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import request, url_for
 
-from ..queue import enqueue
+from ..shared.queue import enqueue
 from ..store import jobs as store
 from .auth import auth, current_user
 from .schemas import JobIn, JobList, JobOut, JobsQuery

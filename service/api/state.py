@@ -8,8 +8,8 @@ from flask import current_app, g
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..config import Settings
-from ..queue import Enqueuer
+from ..shared.queue import Enqueuer
+from ..shared.settings import Settings
 from ..store.predict import ModelCache
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 ``api_server`` is the app on a fresh database per test, once on SQLite and once on
 PostgreSQL, with tokens for alice, bob and the administrator root. A module may set
-``API_SETTINGS = {...}`` to override fields of ``service.config.Settings`` (a small
+``API_SETTINGS = {...}`` to override fields of ``service.shared.settings.Settings`` (a small
 ``max_upload_bytes``, say). ``live_api_server`` (tests/conftest.py) is the real
 gunicorn process, for the ``integration`` tests.
 """

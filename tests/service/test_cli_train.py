@@ -18,7 +18,7 @@ ROOT = Path(__file__).parents[2]
 
 
 def trainyard(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    exe = shutil.which("trainyard") or f"{sys.executable} -m service.cli"
+    exe = shutil.which("trainyard") or f"{sys.executable} -m trainyard.cli"
     cmd = exe.split() + list(args)
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd or ROOT, timeout=300)
 

@@ -1,4 +1,4 @@
-"""trainyard.Client (service.client) against the API in this process (its requests
+"""trainyard.Client (trainyard.client) against the API in this process (its requests
 session mounted on the app), on a fresh SQLite and a fresh PostgreSQL database."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.client import ApiError, ChecksumError, Client, NoSuchCheckpoint
+from trainyard.client import ApiError, ChecksumError, Client, NoSuchCheckpoint
 
 XOR = json.loads((Path(__file__).parents[2] / "examples/xor.json").read_text())
 

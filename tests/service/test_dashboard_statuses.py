@@ -14,7 +14,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from service.api import create_app
-from service.config import Settings
+from service.shared.settings import Settings
 from service.store.status import JobStatus
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]

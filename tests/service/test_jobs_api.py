@@ -13,7 +13,7 @@ import requests
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from service.queue import QUEUE, TASK_NAME, Enqueuer, enqueue_pending
+from service.shared.queue import QUEUE, TASK_NAME, Enqueuer, enqueue_pending
 from service.store.models import Event, Job
 from tests.inprocess import InProcessApiServer as ApiServer
 from tests.inprocess import inprocess_server

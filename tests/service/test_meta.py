@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from service.api import create_app
-from service.config import Settings
+from service.shared.settings import Settings
 from service.store.status import FINISHED, JobStatus
 
 
@@ -62,8 +62,8 @@ def test_the_openapi_document_enumerates_the_same_statuses(app):
 
 
 def test_client_and_cli_use_the_enum():
-    import service.client as client
-    from service.cli import main
+    import trainyard.client as client
+    from trainyard.cli import main
 
     assert client.FINISHED is FINISHED
     result = CliRunner().invoke(main, ["jobs", "--status", "queued,paused", "--token", "t"])

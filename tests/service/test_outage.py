@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import exc as sa_exc
 
 from service.api import create_app
-from service.config import Settings
+from service.shared.settings import Settings
 
 XOR = json.loads((Path(__file__).parents[2] / "examples/xor.json").read_text())
 PROBLEM = "application/problem+json"

@@ -1,4 +1,4 @@
-"""service.termplot: plain-text line charts."""
+"""trainyard.termplot: plain-text line charts."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from service.termplot import MARKERS, line_plot
+from trainyard.termplot import MARKERS, line_plot
 
 BRAILLE = re.compile("[\u2801-\u28ff]")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from nncore.distributed import descendants
 from tests.conftest import free_port, trainyard_cmd
+from worker.launch import descendants
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 EXAMPLES = Path(__file__).parents[2] / "examples"

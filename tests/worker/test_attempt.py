@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from nncore.hooks import StepLog
-from service.config import Settings
+from service.shared.settings import Settings
 from service.store import lifecycle
 from service.store.db import make_engine, make_sessionmaker
 from service.store.lifecycle import LeaseLost

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from nncore.job import Model
-from service.client import Client
 from tests.conftest import trainyard_cmd
+from trainyard.client import Client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).parents[2]

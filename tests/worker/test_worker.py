@@ -204,7 +204,7 @@ def test_a_crashed_rank_fails_the_attempt_and_the_retry_resumes_from_the_checkpo
     import os
     import signal
 
-    from nncore.distributed import descendants
+    from worker.launch import descendants
 
     server, workers = stack
     if not any(p.poll() is None for p in workers.procs):

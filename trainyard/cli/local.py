@@ -13,9 +13,9 @@ import click
 from threadpoolctl import threadpool_limits
 
 from nncore.callbacks import EventEmitter
-from nncore.distributed import LaunchError, launch
 from nncore.job import Job, summarize
 from nncore.spec import SpecError, load_spec, validate_spec
+from worker.launch import LaunchError, launch
 
 from . import _duration, _fail, main
 

@@ -3,23 +3,46 @@ download, datasets, predict). Server and token from --url/--token or the environ
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..store.status import FINISHED, JobStatus
+from service.store.status import FINISHED, JobStatus
+
 from . import _duration, _fail, main
 
 _url_option = click.option("--url", envvar="TRAINYARD_URL", default="http://127.0.0.1:8000", show_default=True,
                            help="The API [env TRAINYARD_URL].")
 _token_option = click.option("--token", envvar="TRAINYARD_TOKEN", help="API token [env TRAINYARD_TOKEN].")
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def client_command(json_flag: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options every client verb shares (--url, --token and, unless ``json_flag`` is
+    false, --json) turned into the command's ``client`` argument (and ``as_json``).
+
+    Put it right above the function, below the command's own options: they are listed
+    first in --help, these three last.
+    """
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def command(*args: Any, url: str, token: str | None, **kwargs: Any) -> Any:
+            return fn(*args, client=_client(url, token), **kwargs)
+
+        # click lists options in the reverse of the order they are applied
+        for option in ([_json_option] if json_flag else []) + [_token_option, _url_option]:
+            command = option(command)
+        return command
+
+    return decorate
 
 
 class _Statuses(click.ParamType):
@@ -48,9 +71,15 @@ class _Statuses(click.ParamType):
 def _client(url: str, token: str | None) -> Any:
     from ..client import Client
 
-    if not token:
-        _fail("no API token: pass --token or set TRAINYARD_TOKEN (create one with: trainyard token create)")
-    return Client(url, token)
+    class CommandClient(Client):
+        def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+            # at the first request rather than when the command starts: a command reports
+            # what is wrong with its own input (a spec, rows to predict) before the token
+            if not token:
+                _fail("no API token: pass --token or set TRAINYARD_TOKEN (create one with: trainyard token create)")
+            return super()._request(method, path, **kwargs)
+
+    return CommandClient(url, token)
 
 
 def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -88,16 +117,13 @@ def _validation(result: dict[str, Any] | None) -> str:
 @click.argument("spec_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--priority", default=0, type=click.IntRange(-100, 100))
 @click.option("--watch", is_flag=True, help="Follow the job with a progress bar until it ends.")
-@_url_option
-@_token_option
-@_json_option
-def submit(spec_file: Path, priority: int, watch: bool, url: str, token: str | None, as_json: bool) -> None:
+@client_command()
+def submit(spec_file: Path, priority: int, watch: bool, client: Any, as_json: bool) -> None:
     """Submit the job spec in SPEC_FILE to the service."""
     try:
         spec = json.loads(spec_file.read_text())
     except json.JSONDecodeError as exc:
         _fail(f"{spec_file} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")
-    client = _client(url, token)
     job = _call(client.submit, spec, priority)
     if as_json and not watch:
         click.echo(json.dumps(job))
@@ -142,12 +168,10 @@ def _watch(client: Any, job_id: int, as_json: bool) -> dict[str, Any]:
 @click.option("--status", type=_Statuses(),
               help=f"Only jobs in these statuses, comma-separated: {', '.join(s.value for s in JobStatus)}.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 200))
-@_url_option
-@_token_option
-@_json_option
-def jobs(status: str | None, limit: int, url: str, token: str | None, as_json: bool) -> None:
+@client_command()
+def jobs(status: str | None, limit: int, client: Any, as_json: bool) -> None:
     """List your jobs, newest first, with progress and the final validation metric."""
-    page = _call(_client(url, token).jobs, status, limit)
+    page = _call(client.jobs, status, limit)
     if as_json:
         click.echo(json.dumps(page))
         return
@@ -158,12 +182,10 @@ def jobs(status: str | None, limit: int, url: str, token: str | None, as_json: b
 
 @main.command()
 @click.argument("job_id", type=int)
-@_url_option
-@_token_option
-@_json_option
-def status(job_id: int, url: str, token: str | None, as_json: bool) -> None:
+@client_command()
+def status(job_id: int, client: Any, as_json: bool) -> None:
     """Show one job."""
-    job = _call(_client(url, token).job, job_id)
+    job = _call(client.job, job_id)
     if as_json:
         click.echo(json.dumps(job))
         return
@@ -174,21 +196,18 @@ def status(job_id: int, url: str, token: str | None, as_json: bool) -> None:
 
 @main.command()
 @click.argument("job_id", type=int)
-@_url_option
-@_token_option
-def cancel(job_id: int, url: str, token: str | None) -> None:
+@client_command(json_flag=False)
+def cancel(job_id: int, client: Any) -> None:
     """Cancel a job (a running one stops at its next step)."""
-    job = _call(_client(url, token).cancel, job_id)
+    job = _call(client.cancel, job_id)
     click.echo(f"job {job_id}: {'cancel requested' if job['status'] == JobStatus.RUNNING else job['status']}")
 
 
 @main.command()
-@_url_option
-@_token_option
-@_json_option
-def workers(url: str, token: str | None, as_json: bool) -> None:
+@client_command()
+def workers(client: Any, as_json: bool) -> None:
     """Show the workers: alive, lost (stopped reporting) or stopped, and what they train."""
-    items = _call(_client(url, token).workers)
+    items = _call(client.workers)
     if as_json:
         click.echo(json.dumps(items))
         return
@@ -234,14 +253,11 @@ def _local_time(iso: str) -> str:
 
 @main.command()
 @click.argument("job_id", type=int)
-@_url_option
-@_token_option
-@_json_option
-def checkpoints(job_id: int, url: str, token: str | None, as_json: bool) -> None:
+@client_command()
+def checkpoints(job_id: int, client: Any, as_json: bool) -> None:
     """List a job's checkpoints, oldest first; the best one (by the spec's best_metric) is marked."""
     from nncore.job import best_checkpoint_options
 
-    client = _client(url, token)
     rows = _call(client.checkpoints, job_id)
     if as_json:
         click.echo(json.dumps(rows))
@@ -263,13 +279,11 @@ def checkpoints(job_id: int, url: str, token: str | None, as_json: bool) -> None
 @click.option("--best", is_flag=True, help="The checkpoint marked best.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="File or existing folder to write to [default: ./job-<id>-epoch-<epoch>.npz].")
-@_url_option
-@_token_option
-def download(job_id: int, epoch: int | None, best: bool, output: Path | None, url: str, token: str | None) -> None:
+@client_command(json_flag=False)
+def download(job_id: int, epoch: int | None, best: bool, output: Path | None, client: Any) -> None:
     """Download a checkpoint (.npz), check its sha256 and print where it was written."""
     if epoch is not None and best:
         _fail("--epoch and --best name different checkpoints; give one of them")
-    client = _client(url, token)
     which = "best" if best else epoch if epoch is not None else "latest"
     ckpt = _call(client.checkpoint, job_id, which)
     try:
@@ -298,14 +312,12 @@ def _shape(ds: dict[str, Any]) -> str:
 @click.option("--name", help="A name for it [default: the file name without its extension].")
 @click.option("--target", help="CSV only: the target column, by header name or index (-1 is the last) "
                                "[default: the last column].")
-@_url_option
-@_token_option
-@_json_option
-def datasets_upload(file: Path, name: str | None, target: str | None, url: str, token: str | None,
+@client_command()
+def datasets_upload(file: Path, name: str | None, target: str | None, client: Any,
                     as_json: bool) -> None:
     """Upload FILE (.csv of numbers with an optional header row, or .npz with arrays X and y)."""
     try:
-        ds = _call(_client(url, token).upload_dataset, file, name, target)
+        ds = _call(client.upload_dataset, file, name, target)
     except OSError as exc:
         _fail(f"cannot read {file}: {exc.strerror}", 1)
     if as_json:
@@ -318,12 +330,10 @@ def datasets_upload(file: Path, name: str | None, target: str | None, url: str, 
 
 @datasets.command("list")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 200))
-@_url_option
-@_token_option
-@_json_option
-def datasets_list(limit: int, url: str, token: str | None, as_json: bool) -> None:
+@client_command()
+def datasets_list(limit: int, client: Any, as_json: bool) -> None:
     """List your datasets, newest first."""
-    page = _call(_client(url, token).datasets, limit)
+    page = _call(client.datasets, limit)
     if as_json:
         click.echo(json.dumps(page))
         return
@@ -358,10 +368,8 @@ class _CheckpointRef(click.ParamType):
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.option("--checkpoint", default="latest", show_default=True, type=_CheckpointRef(),
               help="Which checkpoint predicts: latest, best, or an epoch number.")
-@_url_option
-@_token_option
-@_json_option
-def predict(job_id: int, file: Path, checkpoint: str | int, url: str, token: str | None, as_json: bool) -> None:
+@client_command()
+def predict(job_id: int, file: Path, checkpoint: str | int, client: Any, as_json: bool) -> None:
     """Predict with a job's checkpoint, one line per row of FILE: the class for a
     classifier, else the outputs.
 
@@ -369,7 +377,6 @@ def predict(job_id: int, file: Path, checkpoint: str | int, url: str, token: str
     (a list of rows); - reads CSV from standard input.
     """
     rows = _read_rows(file)
-    client = _client(url, token)
     answer: dict[str, Any] | None = None
     for start in range(0, len(rows), _PREDICT_CHUNK):
         part = _call(client.predict, job_id, rows[start:start + _PREDICT_CHUNK], checkpoint)

@@ -5,7 +5,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from .config import Settings
+from service.shared.settings import Settings
 
 
 class _Gunicorn(BaseApplication):
@@ -24,10 +24,10 @@ class _Gunicorn(BaseApplication):
 def serve(settings: Settings, host: str, port: int, workers: int = 2, threads: int = 4,
           access_log: bool = True) -> None:
     """Migrate the database to head, re-enqueue jobs the broker missed, and serve the API."""
-    from .api import create_app
-    from .queue import Enqueuer, enqueue_pending, prepare_broker
-    from .store.db import make_engine, make_sessionmaker
-    from .store.migrate import upgrade
+    from service.api import create_app
+    from service.shared.queue import Enqueuer, enqueue_pending, prepare_broker
+    from service.store.db import make_engine, make_sessionmaker
+    from service.store.migrate import upgrade
 
     prepare_broker(settings.broker_url)
     upgrade(settings.database_url)

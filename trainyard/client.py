@@ -21,7 +21,7 @@ from typing import Any, Literal
 import requests
 
 # the store's catalog of statuses, which imports nothing but the standard library
-from .store.status import FINISHED, JobStatus
+from service.store.status import FINISHED, JobStatus
 
 #: which checkpoint: the newest, the one marked best, or an epoch number
 CheckpointRef = Literal["latest", "best"] | int

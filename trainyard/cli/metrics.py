@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from . import _fail, main
-from .remote import _call, _client, _json_option, _table, _token_option, _url_option, _value
+from .remote import _call, _table, _value, client_command
 
 #: series the worker writes every step; every other series is written once per epoch
 #: (``epoch_*`` the epoch's training means, ``val_*`` the validation metrics)
@@ -45,18 +45,15 @@ def _series_order(names: set[str]) -> list[str]:
 @click.option("--max-points", type=click.IntRange(4, 10_000),
               help="Downsample each series to this many points, keeping its first and last points and each "
                    "stretch's lowest and highest [default: all points; for a chart, what its width shows].")
-@_url_option
-@_token_option
-@_json_option
-def metrics(job_id: int, names: str | None, plot: bool, out: Path | None, max_points: int | None, url: str,
-            token: str | None, as_json: bool) -> None:
+@client_command()
+def metrics(job_id: int, names: str | None, plot: bool, out: Path | None, max_points: int | None,
+            client: Any, as_json: bool) -> None:
     """Show a job's metrics: a table by epoch, step series summarised, or a chart.
 
     Per-step series: loss, lr, grad_norm, samples_per_s. Per-epoch series: epoch_loss,
     epoch_accuracy (epoch_mae, epoch_rmse, epoch_r2 for regression), val_loss,
     val_accuracy, ..., epoch_lr, epoch_samples_per_s.
     """
-    client = _client(url, token)
     chosen = _metric_names(client, job_id, names, chart=plot or out is not None)
     width, height = _plot_size()
     if max_points is None and (plot or out) and not as_json:

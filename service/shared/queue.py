@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from .store import jobs as job_store
-from .store.models import Job
+from ..store import jobs as job_store
+from ..store.models import Job
 
 log = logging.getLogger(__name__)
 

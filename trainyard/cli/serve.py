@@ -15,7 +15,7 @@ from . import _fail, main
 
 def _settings(database_url: str | None = None, artifact_dir: Path | None = None,
               broker_url: str | None = None) -> Any:
-    from ..config import Settings
+    from service.shared.settings import Settings
 
     return Settings.from_env(database_url=database_url, artifact_dir=artifact_dir, broker_url=broker_url)
 
@@ -29,7 +29,7 @@ _db_option = click.option("--database-url", envvar="TRAINYARD_DATABASE_URL",
 @_db_option
 def migrate(database_url: str | None) -> None:
     """Create or upgrade the database schema to the latest migration."""
-    from ..store.migrate import current, upgrade
+    from service.store.migrate import current, upgrade
 
     settings = _settings(database_url)
     upgrade(settings.database_url)
@@ -47,9 +47,9 @@ def token() -> None:
 @_db_option
 def token_create(name: str, admin: bool, database_url: str | None) -> None:
     """Create a token for user NAME and print it (it is shown only this once)."""
-    from ..store.db import make_engine, make_sessionmaker
-    from ..store.migrate import upgrade
-    from ..store.users import create_token
+    from service.store.db import make_engine, make_sessionmaker
+    from service.store.migrate import upgrade
+    from service.store.users import create_token
 
     settings = _settings(database_url)
     upgrade(settings.database_url)
@@ -107,12 +107,11 @@ def worker(concurrency: int, queues: str, database_url: str | None, broker_url: 
             os.environ[var] = value
     from celery.signals import worker_ready
 
+    from service.shared.queue import prepare_broker
+    from service.store.migrate import upgrade
     from worker.celery_app import celery
     from worker.presence import Presence, worker_name
     from worker.reaper import Reaper
-
-    from ..queue import prepare_broker
-    from ..store.migrate import upgrade
 
     settings = celery.trainyard_settings
     prepare_broker(settings.broker_url)
@@ -155,10 +154,11 @@ def up(host: str, port: int, n_workers: int, start_timeout: float) -> None:
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from ..queue import Enqueuer, prepare_broker
-    from ..store.db import make_engine, make_sessionmaker, unreachable
-    from ..store.migrate import upgrade
-    from ..store.users import create_token
+    from service.shared.queue import Enqueuer, prepare_broker
+    from service.store.db import make_engine, make_sessionmaker, unreachable
+    from service.store.migrate import upgrade
+    from service.store.users import create_token
+
     from .supervise import Part, Readiness, stop, wait_until_up
 
     settings = _settings()
@@ -191,7 +191,7 @@ def up(host: str, port: int, n_workers: int, start_timeout: float) -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    exe = [sys.executable, "-m", "service.cli"]
+    exe = [sys.executable, "-m", "trainyard.cli"]
     env = {**os.environ, "TRAINYARD_DATABASE_URL": settings.database_url,
            "TRAINYARD_BROKER_URL": settings.broker_url, "TRAINYARD_ARTIFACT_DIR": str(settings.artifact_dir)}
     # the parts log to up's stderr: stdout carries only the token, for scripts
