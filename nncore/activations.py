@@ -3,10 +3,12 @@
 Every activation is one small class registered by name in :data:`ACTIVATIONS`.
 ``forward`` writes f(z) into a caller-owned buffer; ``backward`` is the
 vector-Jacobian product dC/dz = J_f(z)^T dC/da, so row-wise functions (softmax)
-are exact, not elementwise approximations. Learnable parameters (PReLU's alpha,
-PELU's a and b, SoftExponential's alpha) are vectors of shape (units,) living in
-the network's flat parameter buffer; ``backward`` writes their gradients, summed
-over the batch, into the matching views of the flat gradient buffer.
+are exact, not elementwise approximations. Elementwise functions derive from
+:class:`Elementwise`, which owns ``backward``: each writes f' once, in place.
+Learnable parameters (PReLU's alpha, PELU's a and b, SoftExponential's alpha) are
+vectors of shape (units,) living in the network's flat parameter buffer; ``backward``
+writes their gradients, summed over the batch, into the matching views of the flat
+gradient buffer.
 
 All in-place work is done with ``out=`` so the training loop allocates nothing.
 """
@@ -31,27 +33,13 @@ class Activation(Configurable):
     params : tuple of str
         Names of learnable parameters; each is an array of shape (units,).
     elementwise : bool
-        True when f acts on each element independently, so :meth:`derivative` exists.
+        True when f acts on each element independently (an :class:`Elementwise`),
+        so :meth:`derivative` exists.
     """
 
     params: ClassVar[tuple[str, ...]] = ()
-    elementwise: ClassVar[bool] = True
+    elementwise: ClassVar[bool] = False
     stochastic: ClassVar[bool] = False
-    _tmp: np.ndarray | None = None
-    _mask: np.ndarray | None = None
-
-    def _scratch(self, like: np.ndarray) -> np.ndarray:
-        """A work array shaped like ``like``, reused across calls (no allocation per step)."""
-        t = self._tmp
-        if t is None or t.shape != like.shape or t.dtype != like.dtype:
-            t = self._tmp = np.empty(like.shape, dtype=like.dtype)
-        return t
-
-    def _bool_scratch(self, like: np.ndarray) -> np.ndarray:
-        m = self._mask
-        if m is None or m.shape != like.shape:
-            m = self._mask = np.empty(like.shape, dtype=bool)
-        return m
 
     def __init__(self) -> None:
         self.p: dict[str, np.ndarray] = {}
@@ -59,8 +47,9 @@ class Activation(Configurable):
 
     # -- learnable parameters -------------------------------------------------
     def initial_values(self) -> dict[str, float]:
-        """Initial value of each learnable parameter (broadcast over units)."""
-        return {}
+        """Initial value of each learnable parameter (broadcast over units): the
+        hyperparameter of the same name."""
+        return {k: getattr(self, k) for k in self.params}
 
     def bind(self, values: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         """Attach views of the flat parameter and gradient buffers, each shape (units,)."""
@@ -88,8 +77,7 @@ class Activation(Configurable):
         May overwrite ``grad`` and return it. Writes learnable-parameter gradients
         (summed over samples) into ``self.g``.
         """
-        np.multiply(grad, self.derivative(z, a), out=grad)
-        return grad
+        raise NotImplementedError
 
     def derivative(self, z: np.ndarray, a: np.ndarray | None = None) -> np.ndarray:
         """Elementwise f'(z) (``a`` = f(z) may be passed to save work)."""
@@ -98,6 +86,45 @@ class Activation(Configurable):
     def __call__(self, z: np.ndarray, training: bool = False,
                  rng: np.random.Generator | None = None) -> np.ndarray:
         return self.forward(z, np.empty_like(z), training=training, rng=rng)
+
+
+class Elementwise(Activation):
+    """f acts on each element alone, so J_f is diagonal and dC/dz = f'(z) dC/da.
+
+    A subclass writes f' once, in place: ``_derivative(z, a, out)`` writes f'(z) into
+    ``out`` (z's shape, dtype ``derivative_dtype`` or z's) and returns it. In
+    :meth:`backward` ``a`` is the forward's output and ``out`` a work array reused
+    across calls (no allocation per step); :meth:`derivative` evaluates ``a`` = f(z)
+    when it is not given only for classes with ``needs_output`` (else ``a`` may be None).
+    Classes with learnable parameters extend :meth:`backward` with their gradients.
+    """
+
+    elementwise: ClassVar[bool] = True
+    needs_output: ClassVar[bool] = False
+    # None: z's dtype. ReLU's 0/1 derivative is a bool mask, 4x smaller than a float one
+    derivative_dtype: ClassVar[Any] = None
+    _tmp: np.ndarray | None = None
+
+    def backward(self, z, a, grad):
+        np.multiply(grad, self._derivative(z, a, self._scratch(z)), out=grad)
+        return grad
+
+    def derivative(self, z, a=None):
+        if a is None and self.needs_output:
+            a = self(z)
+        d = self._derivative(z, a, np.empty(z.shape, dtype=self.derivative_dtype or z.dtype))
+        return d if d.dtype == z.dtype else d.astype(z.dtype)
+
+    def _derivative(self, z: np.ndarray, a: np.ndarray | None, out: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _scratch(self, like: np.ndarray) -> np.ndarray:
+        """The f' work array for ``like``, reused across calls (no allocation per step)."""
+        dtype = self.derivative_dtype or like.dtype
+        t = self._tmp
+        if t is None or t.shape != like.shape or t.dtype != dtype:
+            t = self._tmp = np.empty(like.shape, dtype=dtype)
+        return t
 
 
 def _out(z: np.ndarray, out: np.ndarray | None) -> np.ndarray:
@@ -117,7 +144,7 @@ def _k(a: np.ndarray) -> dict[float, np.ndarray]:
 
 
 @ACTIVATIONS.register
-class Identity(Activation):
+class Identity(Elementwise):
     """f(z) = z, for regression outputs. Identity + MSE uses the fused gradient a - y."""
 
     name = "identity"
@@ -128,14 +155,15 @@ class Identity(Activation):
         return out
 
     def backward(self, z, a, grad):
-        return grad
+        return grad  # f' = 1: nothing to multiply
 
-    def derivative(self, z, a=None):
-        return np.ones_like(z)
+    def _derivative(self, z, a, out):
+        out.fill(1.0)
+        return out
 
 
 @ACTIVATIONS.register
-class Sigmoid(Activation):
+class Sigmoid(Elementwise):
     r"""Logistic sigmoid.
 
     .. math:: \sigma(z) = 1 / (1 + e^{-z}),\quad \sigma'(z) = \sigma(z)(1-\sigma(z))
@@ -144,6 +172,7 @@ class Sigmoid(Activation):
     """
 
     name = "sigmoid"
+    needs_output = True
 
     def forward(self, z, out=None, training=False, rng=None):
         out = _out(z, out)
@@ -154,62 +183,44 @@ class Sigmoid(Activation):
         np.add(out, half, out=out)
         return out
 
-    def backward(self, z, a, grad):
-        np.multiply(grad, a, out=grad)
-        t = self._scratch(a)
-        np.subtract(_k(a)[1.0], a, out=t)
-        np.multiply(grad, t, out=grad)
-        return grad
-
-    def derivative(self, z, a=None):
-        if a is None:
-            a = self(z)
-        return a * (1.0 - a)
+    def _derivative(self, z, a, out):
+        np.subtract(_k(a)[1.0], a, out=out)
+        np.multiply(out, a, out=out)
+        return out
 
 
 @ACTIVATIONS.register
-class Tanh(Activation):
+class Tanh(Elementwise):
     r"""Hyperbolic tangent, :math:`\tanh'(z) = 1 - \tanh^2(z)`."""
 
     name = "tanh"
+    needs_output = True
 
     def forward(self, z, out=None, training=False, rng=None):
         out = _out(z, out)
         np.tanh(z, out=out)
         return out
 
-    def backward(self, z, a, grad):
-        t = self._scratch(a)
-        np.multiply(a, a, out=t)
-        np.subtract(_k(a)[1.0], t, out=t)
-        np.multiply(grad, t, out=grad)
-        return grad
-
-    def derivative(self, z, a=None):
-        if a is None:
-            a = np.tanh(z)
-        return 1.0 - a * a
+    def _derivative(self, z, a, out):
+        np.multiply(a, a, out=out)
+        np.subtract(_k(a)[1.0], out, out=out)
+        return out
 
 
 @ACTIVATIONS.register
-class ReLU(Activation):
+class ReLU(Elementwise):
     r"""max(0, z); derivative 1 for z > 0 and 0 otherwise (0 at the kink)."""
 
     name = "relu"
+    derivative_dtype = bool
 
     def forward(self, z, out=None, training=False, rng=None):
         out = _out(z, out)
         np.maximum(z, _k(z)[0.0], out=out)
         return out
 
-    def backward(self, z, a, grad):
-        m = self._bool_scratch(z)
-        np.greater(z, _k(z)[0.0], out=m)
-        np.multiply(grad, m, out=grad)
-        return grad
-
-    def derivative(self, z, a=None):
-        return (z > 0).astype(z.dtype)
+    def _derivative(self, z, a, out):
+        return np.greater(z, _k(z)[0.0], out=out)
 
 
 @ACTIVATIONS.register
@@ -224,7 +235,6 @@ class Softmax(Activation):
     """
 
     name = "softmax"
-    elementwise = False
 
     def forward(self, z, out=None, training=False, rng=None):
         out = _out(z, out)
@@ -240,57 +250,26 @@ class Softmax(Activation):
         return grad
 
 
-# -- helpers shared by the activations below ------------------------------------------
-# Piecewise functions are blended arithmetically (0/1 factors, max/min) rather than
-# with ``where=`` / ``np.where`` / ``copyto(where=)``: NumPy's masked loops are 10-20x
-# slower than plain ones on random masks.
+# Piecewise functions below are blended arithmetically (0/1 factors, max/min) rather
+# than with ``where=`` / ``np.where`` / ``copyto(where=)``: NumPy's masked loops are
+# 10-20x slower than plain ones on random masks.
 
 def _eps(z: np.ndarray) -> float:
     """Machine epsilon of z's floating dtype."""
     return float(np.finfo(z.dtype).eps)
 
 
-def _positive(z: np.ndarray) -> np.ndarray:
-    """1.0 where z > 0 else 0.0, in z's dtype (one comparison, no bool temporary)."""
-    return np.greater(z, 0.0, out=np.empty_like(z))
-
-
-def _leaky_factor(z: np.ndarray, slope: Any) -> np.ndarray:
-    """f'(z) = 1 for z > 0 else ``slope`` (scalar or array, any sign), as a new array."""
-    d = _positive(z)
-    np.multiply(d, 1.0 - slope, out=d)
-    d += slope
-    return d
-
-
-def _elu_forward(z: np.ndarray, out: np.ndarray, alpha: float, scale: float) -> np.ndarray:
-    """scale (max(z, 0) + alpha expm1(min(z, 0))): exp only sees z <= 0, so no overflow."""
-    pos = np.maximum(z, 0.0)
-    np.minimum(z, 0.0, out=out)
-    np.expm1(out, out=out)
-    out *= alpha
-    out += pos
-    if scale != 1.0:
-        out *= scale
-    return out
-
-
-def _elu_derivative(z: np.ndarray, a: np.ndarray, alpha: float, scale: float) -> np.ndarray:
-    # z <= 0: f' = scale alpha e^z = a + scale alpha, no second exp; z > 0: f' = scale
-    d = np.add(a, scale * alpha - scale)
-    d *= z <= 0
-    d += scale
-    return d
-
-
 # -- ReLU family ------------------------------------------------------------------------
 
 @ACTIVATIONS.register
-class LeakyReLU(Activation):
+class LeakyReLU(Elementwise):
     r"""ReLU with a small fixed slope for negative inputs (Maas et al. 2013).
 
     .. math:: f(z) = \begin{cases} z & z > 0 \\ \alpha z & z \le 0 \end{cases},\quad
               f'(z) = \begin{cases} 1 & z > 0 \\ \alpha & z \le 0 \end{cases}
+
+    ``slope`` is the negative slope the maths use: alpha here, drawn per element by
+    :class:`RReLU` in training.
 
     Parameters
     ----------
@@ -304,27 +283,24 @@ class LeakyReLU(Activation):
     def __init__(self, alpha: float = 0.01) -> None:
         super().__init__()
         self.alpha = check_number("alpha", alpha, low=0.0, high=1.0, high_open=True)
+        self.slope: np.ndarray | float = self.alpha
 
     def forward(self, z, out=None, training=False, rng=None):
         out = _out(z, out)
-        # alpha < 1 makes f(z) = max(z, alpha z): two calls, no mask
-        np.multiply(z, self.alpha, out=out)
+        # every slope is in [0, 1), so f(z) = max(z, slope z): two calls, no mask
+        np.multiply(z, self.slope, out=out)
         np.maximum(out, z, out=out)
         return out
 
-    def backward(self, z, a, grad):
-        np.multiply(grad, self.derivative(z), out=grad)
-        return grad
-
-    def derivative(self, z, a=None):
-        # 0 <= alpha < 1: f' = max([z > 0], alpha)
-        d = _positive(z)
-        np.maximum(d, self.alpha, out=d)
-        return d
+    def _derivative(self, z, a, out):
+        # slopes in [0, 1): f' = max([z > 0], slope)
+        np.greater(z, 0.0, out=out)
+        np.maximum(out, self.slope, out=out)
+        return out
 
 
 @ACTIVATIONS.register
-class PReLU(Activation):
+class PReLU(Elementwise):
     r"""Parametric ReLU (He et al. 2015): a learnable negative slope per unit.
 
     .. math:: f(z) = \begin{cases} z & z > 0 \\ \alpha z & z \le 0 \end{cases},\quad
@@ -344,9 +320,6 @@ class PReLU(Activation):
         super().__init__()
         self.alpha = check_number("alpha", alpha)
 
-    def initial_values(self) -> dict[str, float]:
-        return {"alpha": self.alpha}
-
     def forward(self, z, out=None, training=False, rng=None):
         out = _out(z, out)
         # max(z, 0) + alpha min(z, 0): a learnt alpha may leave [0, 1), so no
@@ -361,16 +334,20 @@ class PReLU(Activation):
         neg = np.minimum(z, 0.0)
         np.multiply(neg, grad, out=neg)
         neg.sum(axis=0, out=self.g["alpha"])
-        np.multiply(grad, self.derivative(z), out=grad)
-        return grad
+        return super().backward(z, a, grad)
 
-    def derivative(self, z, a=None):
-        return _leaky_factor(z, self.p["alpha"])
+    def _derivative(self, z, a, out):
+        # 1 for z > 0 else alpha, of any sign: [z > 0] (1 - alpha) + alpha
+        alpha = self.p["alpha"]
+        np.greater(z, 0.0, out=out)
+        np.multiply(out, 1.0 - alpha, out=out)
+        out += alpha
+        return out
 
 
 @ACTIVATIONS.register
-class RReLU(Activation):
-    r"""Randomized leaky ReLU (Xu et al. 2015).
+class RReLU(LeakyReLU):
+    r"""Randomized leaky ReLU (Xu et al. 2015): a leaky ReLU whose slope is random.
 
     .. math:: f(z) = \begin{cases} z & z > 0 \\ s z & z \le 0 \end{cases},\qquad
               s \sim U(\text{lower}, \text{upper})\ \text{(training)},\quad
@@ -378,7 +355,8 @@ class RReLU(Activation):
 
     In training every element draws its own slope from the ``rng`` given to
     :meth:`forward`; the slopes are kept in ``self.slope`` (a buffer reused by the
-    next training forward) so :meth:`backward` uses exactly the same ones.
+    next training forward) so :meth:`backward` and :meth:`derivative` use exactly the
+    same ones (the mean slope, ``alpha``, before any and in evaluation).
 
     Parameters
     ----------
@@ -391,16 +369,14 @@ class RReLU(Activation):
     config_keys = ("lower", "upper")
 
     def __init__(self, lower: float = 1.0 / 8.0, upper: float = 1.0 / 3.0) -> None:
-        super().__init__()
         self.lower = check_number("lower", lower, low=0.0, high=1.0, high_open=True)
         self.upper = check_number("upper", upper, low=0.0, high=1.0, high_open=True)
         check(self.lower <= self.upper,
-              f"`lower` must be <= `upper`, got lower={lower!r}, upper={upper!r}")
-        self.slope: np.ndarray | float = 0.5 * (self.lower + self.upper)
+              f"`lower` must be <= `upper`, got lower={lower!r}, upper={upper!r}", field="lower")
+        super().__init__(0.5 * (self.lower + self.upper))
         self._noise: np.ndarray | None = None
 
     def forward(self, z, out=None, training=False, rng=None):
-        out = _out(z, out)
         if training:
             if rng is None:
                 raise ValueError("rrelu needs `rng` when training=True")
@@ -414,32 +390,20 @@ class RReLU(Activation):
             s += self.lower
             self.slope = s
         else:
-            self.slope = 0.5 * (self.lower + self.upper)
-        # every slope is in [0, 1), so f(z) = max(z, s z)
-        np.multiply(z, self.slope, out=out)
-        np.maximum(out, z, out=out)
-        return out
-
-    def backward(self, z, a, grad):
-        np.multiply(grad, self.derivative(z), out=grad)
-        return grad
-
-    def derivative(self, z, a=None):
-        """f'(z) with the slopes of the last forward (the mean slope before any)."""
-        # slopes are in [0, 1): f' = max([z > 0], slope)
-        d = _positive(z)
-        np.maximum(d, self.slope, out=d)
-        return d
+            self.slope = self.alpha
+        return super().forward(z, out)
 
 
 # -- exponential linear units -----------------------------------------------------------
 
 @ACTIVATIONS.register
-class ELU(Activation):
+class ELU(Elementwise):
     r"""Exponential linear unit (Clevert et al. 2016).
 
     .. math:: f(z) = \begin{cases} z & z > 0 \\ \alpha (e^z - 1) & z \le 0 \end{cases},\quad
               f'(z) = \begin{cases} 1 & z > 0 \\ f(z) + \alpha & z \le 0 \end{cases}
+
+    ``scale`` (1 here) multiplies both branches; :class:`SELU` fixes it and alpha.
 
     Parameters
     ----------
@@ -449,26 +413,35 @@ class ELU(Activation):
 
     name = "elu"
     config_keys = ("alpha",)
+    needs_output = True
+    scale: ClassVar[float] = 1.0
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
         self.alpha = check_number("alpha", alpha, low=0.0)
 
     def forward(self, z, out=None, training=False, rng=None):
-        return _elu_forward(z, _out(z, out), self.alpha, 1.0)
+        # scale (max(z, 0) + alpha expm1(min(z, 0))): exp only sees z <= 0, so no overflow
+        out = _out(z, out)
+        pos = np.maximum(z, 0.0)
+        np.minimum(z, 0.0, out=out)
+        np.expm1(out, out=out)
+        out *= self.alpha
+        out += pos
+        if self.scale != 1.0:
+            out *= self.scale
+        return out
 
-    def backward(self, z, a, grad):
-        np.multiply(grad, _elu_derivative(z, a, self.alpha, 1.0), out=grad)
-        return grad
-
-    def derivative(self, z, a=None):
-        if a is None:
-            a = self(z)
-        return _elu_derivative(z, a, self.alpha, 1.0)
+    def _derivative(self, z, a, out):
+        # z <= 0: f' = scale alpha e^z = a + scale alpha, no second exp; z > 0: f' = scale
+        np.add(a, self.scale * self.alpha - self.scale, out=out)
+        out *= z <= 0
+        out += self.scale
+        return out
 
 
 @ACTIVATIONS.register
-class SELU(Activation):
+class SELU(ELU):
     r"""Scaled ELU (Klambauer et al. 2017), self-normalising with these constants.
 
     .. math:: f(z) = \lambda \begin{cases} z & z > 0 \\ \alpha (e^z - 1) & z \le 0 \end{cases},
@@ -476,24 +449,17 @@ class SELU(Activation):
     """
 
     name = "selu"
+    config_keys = ()
     ALPHA: ClassVar[float] = 1.6732632423543772848170429916717
     SCALE: ClassVar[float] = 1.0507009873554804934193349852946
+    scale = SCALE
 
-    def forward(self, z, out=None, training=False, rng=None):
-        return _elu_forward(z, _out(z, out), self.ALPHA, self.SCALE)
-
-    def backward(self, z, a, grad):
-        np.multiply(grad, _elu_derivative(z, a, self.ALPHA, self.SCALE), out=grad)
-        return grad
-
-    def derivative(self, z, a=None):
-        if a is None:
-            a = self(z)
-        return _elu_derivative(z, a, self.ALPHA, self.SCALE)
+    def __init__(self) -> None:
+        super().__init__(alpha=self.ALPHA)
 
 
 @ACTIVATIONS.register
-class PELU(Activation):
+class PELU(Elementwise):
     r"""Parametric ELU (Trottier et al. 2017): learnable a, b > 0 per unit.
 
     .. math:: f(z) = \begin{cases} \frac{a}{b} z & z \ge 0 \\
@@ -523,9 +489,6 @@ class PELU(Activation):
         self.a = check_number("a", a, low=0.0, low_open=True)
         self.b = check_number("b", b, low=0.0, low_open=True)
 
-    def initial_values(self) -> dict[str, float]:
-        return {"a": self.a, "b": self.b}
-
     def forward(self, z, out=None, training=False, rng=None):
         out = _out(z, out)
         pb = self.p["b"]
@@ -539,10 +502,10 @@ class PELU(Activation):
         np.multiply(out, self.p["a"], out=out)
         return out
 
-    def _dz(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(df/dz, g(z/b)) as two new arrays."""
+    def _dz(self, z: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(df/dz written into ``out``, g(z/b) as a new array)."""
         pa, pb = self.p["a"], self.p["b"]
-        d = np.minimum(z, 0.0)
+        d = np.minimum(z, 0.0, out=out)
         np.divide(d, pb, out=d)
         # exp, not expm1 (~2.5x slower): e^u - 1 loses only absolute eps, harmless in a gradient
         np.exp(d, out=d)                      # e^{min(u, 0)}
@@ -554,7 +517,7 @@ class PELU(Activation):
         return d, gu
 
     def backward(self, z, a, grad):
-        d, gu = self._dz(z)
+        d, gu = self._dz(z, self._scratch(z))
         np.multiply(gu, grad, out=gu)
         gu.sum(axis=0, out=self.g["a"])
         np.multiply(grad, d, out=grad)        # dC/dz
@@ -565,12 +528,12 @@ class PELU(Activation):
         np.negative(gb, out=gb)
         return grad
 
-    def derivative(self, z, a=None):
-        return self._dz(z)[0]
+    def _derivative(self, z, a, out):
+        return self._dz(z, out)[0]
 
 
 @ACTIVATIONS.register
-class ISRLU(Activation):
+class ISRLU(Elementwise):
     r"""Inverse square root linear unit (Carlile et al. 2017).
 
     .. math:: f(z) = \begin{cases} z & z \ge 0 \\ z / \sqrt{1 + \alpha z^2} & z < 0 \end{cases},
@@ -598,9 +561,9 @@ class ISRLU(Activation):
         info = np.finfo(z.dtype)
         return min(1.0 / (float(info.eps) * math.sqrt(self.alpha)), float(info.max))
 
-    def _sqrt_denominator(self, z: np.ndarray) -> np.ndarray:
-        """sqrt(1 + alpha t^2), t = clip(z, -c, 0): 1 on the linear branch."""
-        s = np.clip(z, -self._clamp(z), 0.0)
+    def _sqrt_denominator(self, z: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """sqrt(1 + alpha t^2), t = clip(z, -c, 0), into ``out``: 1 on the linear branch."""
+        s = np.clip(z, -self._clamp(z), 0.0, out=out)
         s *= math.sqrt(self.alpha)            # before squaring: t^2 alone may overflow
         np.multiply(s, s, out=s)
         s += 1.0
@@ -609,23 +572,16 @@ class ISRLU(Activation):
 
     def forward(self, z, out=None, training=False, rng=None):
         out = _out(z, out)
-        s = self._sqrt_denominator(z)
+        s = self._sqrt_denominator(z, np.empty_like(z))
         np.clip(z, -self._clamp(z), 0.0, out=out)
         out /= s
         # t / s is 0 for z >= 0 and in [z, 0) for z < 0, so max with z picks the branch
         np.maximum(out, z, out=out)
         return out
 
-    def backward(self, z, a, grad):
-        s = self._sqrt_denominator(z)
-        # three divides rather than one by s**3, which could overflow
-        np.divide(grad, s, out=grad)
-        np.divide(grad, s, out=grad)
-        np.divide(grad, s, out=grad)
-        return grad
-
-    def derivative(self, z, a=None):
-        d = self._sqrt_denominator(z)
+    def _derivative(self, z, a, out):
+        # (1/s)^3, not 1/s^3: s^3 could overflow, 1/s is in (eps, 1]
+        d = self._sqrt_denominator(z, out)
         np.reciprocal(d, out=d)
         r = np.multiply(d, d)
         d *= r
@@ -635,7 +591,7 @@ class ISRLU(Activation):
 # -- smooth activations -------------------------------------------------------------------
 
 @ACTIVATIONS.register
-class Swish(Activation):
+class Swish(Elementwise):
     r"""Swish (Ramachandran et al. 2017) with a fixed beta.
 
     .. math:: f(z) = z \sigma(\beta z),\quad
@@ -651,6 +607,7 @@ class Swish(Activation):
 
     name = "swish"
     config_keys = ("beta",)
+    needs_output = True
 
     def __init__(self, beta: float = 1.0) -> None:
         super().__init__()
@@ -666,11 +623,9 @@ class Swish(Activation):
         out *= 0.5
         return out
 
-    def derivative(self, z, a=None):
-        if a is None:
-            a = self(z)
+    def _derivative(self, z, a, out):
         # with w = 1 - tanh(beta z / 2) = 2 (1 - sigma): f' = 1 + w (beta a - 1) / 2
-        w = np.multiply(z, 0.5 * self.beta)
+        w = np.multiply(z, 0.5 * self.beta, out=out)
         np.tanh(w, out=w)
         np.subtract(1.0, w, out=w)
         u = np.multiply(a, 0.5 * self.beta)
@@ -678,10 +633,6 @@ class Swish(Activation):
         np.multiply(w, u, out=w)
         w += 1.0
         return w
-
-    def backward(self, z, a, grad):
-        np.multiply(grad, self.derivative(z, a), out=grad)
-        return grad
 
 
 @ACTIVATIONS.register
@@ -699,7 +650,7 @@ class Swish1(Swish):
 
 
 @ACTIVATIONS.register
-class Softplus(Activation):
+class Softplus(Elementwise):
     r"""Smooth ReLU.
 
     .. math:: f(z) = \ln(1 + e^z),\quad f'(z) = \sigma(z) = e^{z - f(z)}
@@ -708,27 +659,22 @@ class Softplus(Activation):
     """
 
     name = "softplus"
+    needs_output = True
 
     def forward(self, z, out=None, training=False, rng=None):
         out = _out(z, out)
         np.logaddexp(0.0, z, out=out)
         return out
 
-    def derivative(self, z, a=None):
-        if a is None:
-            a = self(z)
+    def _derivative(self, z, a, out):
         # sigma(z) = e^z / (1 + e^z) = exp(z - f(z)); z - f(z) <= 0 cannot overflow
-        d = np.subtract(z, a)
+        d = np.subtract(z, a, out=out)
         np.exp(d, out=d)
         return d
 
-    def backward(self, z, a, grad):
-        np.multiply(grad, self.derivative(z, a), out=grad)
-        return grad
-
 
 @ACTIVATIONS.register
-class Arctan(Activation):
+class Arctan(Elementwise):
     r"""Inverse tangent, a bounded sigmoid-shaped function with range (-pi/2, pi/2).
 
     .. math:: f(z) = \arctan z,\quad f'(z) = \frac{1}{1 + z^2}
@@ -741,21 +687,15 @@ class Arctan(Activation):
         np.arctan(z, out=out)
         return out
 
-    def backward(self, z, a, grad):
-        t = np.multiply(z, z)
-        t += 1.0
-        np.divide(grad, t, out=grad)
-        return grad
-
-    def derivative(self, z, a=None):
-        d = np.multiply(z, z)
+    def _derivative(self, z, a, out):
+        d = np.multiply(z, z, out=out)
         d += 1.0
         np.reciprocal(d, out=d)
         return d
 
 
 @ACTIVATIONS.register
-class GELU(Activation):
+class GELU(Elementwise):
     r"""Gaussian error linear unit (Hendrycks & Gimpel 2016).
 
     .. math:: f(z) = z \Phi(z) = \tfrac12 z (1 + \operatorname{erf}(z/\sqrt2)),\quad
@@ -778,7 +718,8 @@ class GELU(Activation):
 
     def __init__(self, approximate: bool = False) -> None:
         super().__init__()
-        check(isinstance(approximate, bool), f"`approximate` must be a bool, got {approximate!r}")
+        check(isinstance(approximate, bool), f"`approximate` must be a bool, got {approximate!r}",
+              field="approximate")
         self.approximate = approximate
 
     def forward(self, z, out=None, training=False, rng=None):
@@ -798,11 +739,11 @@ class GELU(Activation):
         out *= 0.5
         return out
 
-    def derivative(self, z, a=None):
+    def _derivative(self, z, a, out):
         if self.approximate:
             # f = z h, h = (1 + tanh u)/2, u' = K (1 + 3 C z^2); with w = 1 - h:
             # f' = h + z u' 2 h w = (1 - w)(1 + 2 z u' w)
-            t = np.multiply(z, z)
+            t = np.multiply(z, z, out=out)
             w = np.multiply(t, self._C * self._K)
             w += self._K
             np.multiply(w, z, out=w)
@@ -818,7 +759,7 @@ class GELU(Activation):
             np.multiply(t, w, out=t)
             return t
         # Phi(z) + z phi(z), phi(z) = exp(-z^2/2) / sqrt(2 pi)
-        d = np.multiply(z, math.sqrt(0.5))
+        d = np.multiply(z, math.sqrt(0.5), out=out)
         erf(d, out=d)
         np.multiply(d, 0.5, out=d)
         d += 0.5
@@ -830,13 +771,9 @@ class GELU(Activation):
         d += p
         return d
 
-    def backward(self, z, a, grad):
-        np.multiply(grad, self.derivative(z, a), out=grad)
-        return grad
-
 
 @ACTIVATIONS.register
-class BipolarSigmoid(Activation):
+class BipolarSigmoid(Elementwise):
     r"""Sigmoid rescaled to (-1, 1).
 
     .. math:: f(z) = \frac{1 - e^{-z}}{1 + e^{-z}} = \tanh(z/2),\quad f'(z) = \tfrac12 (1 - f^2)
@@ -845,6 +782,7 @@ class BipolarSigmoid(Activation):
     """
 
     name = "bipolar_sigmoid"
+    needs_output = True
 
     def forward(self, z, out=None, training=False, rng=None):
         out = _out(z, out)
@@ -852,21 +790,15 @@ class BipolarSigmoid(Activation):
         np.tanh(out, out=out)
         return out
 
-    def derivative(self, z, a=None):
-        if a is None:
-            a = self(z)
-        d = np.multiply(a, a)
+    def _derivative(self, z, a, out):
+        d = np.multiply(a, a, out=out)
         np.multiply(d, -0.5, out=d)
         d += 0.5
         return d
 
-    def backward(self, z, a, grad):
-        np.multiply(grad, self.derivative(z, a), out=grad)
-        return grad
-
 
 @ACTIVATIONS.register
-class SoftExponential(Activation):
+class SoftExponential(Elementwise):
     r"""Soft exponential (Godfrey & Gashler 2015), interpolating log, identity and exp
     with a learnable alpha per unit; each unit's branch follows the sign of its alpha.
 
@@ -904,9 +836,6 @@ class SoftExponential(Activation):
     def __init__(self, alpha: float = 0.0) -> None:
         super().__init__()
         self.alpha = check_number("alpha", alpha)
-
-    def initial_values(self) -> dict[str, float]:
-        return {"alpha": self.alpha}
 
     def _vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per-unit max(alpha, 0), min(alpha, 0), 1/alpha (1 where alpha = 0) and
@@ -946,12 +875,14 @@ class SoftExponential(Activation):
             out += t
         return out
 
-    def _grads(self, z: np.ndarray, a: np.ndarray | None, need_alpha: bool
+    def _grads(self, z: np.ndarray, a: np.ndarray | None, out: np.ndarray, need_alpha: bool
                ) -> tuple[np.ndarray, np.ndarray | None]:
-        """(df/dz, df/dalpha or None) as new arrays; a = f(z) is needed for df/dalpha."""
+        """(df/dz written into ``out``, df/dalpha as a new array or None); a = f(z) is
+        needed for df/dalpha."""
         ap, an, inv, zero = self._vectors()
         if zero.all():
-            d = np.ones_like(z)
+            d = out
+            d.fill(1.0)
             h = None
             if need_alpha:
                 h = np.multiply(z, z)
@@ -959,11 +890,12 @@ class SoftExponential(Activation):
                 h += 1.0
             return d, h
         # E = exp(max(alpha, 0) z): e^{alpha z} on alpha > 0 units, 1 elsewhere
+        d = out
         if ap.any():
-            d = np.multiply(z, ap)
+            np.multiply(z, ap, out=d)
             np.exp(d, out=d)
         else:
-            d = np.ones_like(z)
+            d.fill(1.0)
         # R = 1/L on alpha < 0 units (0 where the forward clipped L), 1 elsewhere
         r = None
         if an.any():
@@ -994,18 +926,18 @@ class SoftExponential(Activation):
         return d, h
 
     def backward(self, z, a, grad):
-        d, h = self._grads(z, a, need_alpha=True)
+        d, h = self._grads(z, a, self._scratch(z), need_alpha=True)
         np.multiply(h, grad, out=h)
         h.sum(axis=0, out=self.g["alpha"])
         np.multiply(grad, d, out=grad)
         return grad
 
-    def derivative(self, z, a=None):
-        return self._grads(z, a, need_alpha=False)[0]
+    def _derivative(self, z, a, out):
+        return self._grads(z, a, out, need_alpha=False)[0]
 
 
 @ACTIVATIONS.register
-class BinaryStep(Activation):
+class BinaryStep(Elementwise):
     r"""Heaviside step, as in the perceptron.
 
     .. math:: f(z) = \begin{cases} 1 & z \ge \theta \\ 0 & z < \theta \end{cases},\quad
@@ -1034,9 +966,10 @@ class BinaryStep(Activation):
         return out
 
     def backward(self, z, a, grad):
-        grad[...] = 0.0
+        grad[...] = 0.0  # f' = 0: exactly 0, even where grad is inf (0 * inf would be nan)
         return grad
 
-    def derivative(self, z, a=None):
-        return np.zeros_like(z)
+    def _derivative(self, z, a, out):
+        out.fill(0.0)
+        return out
 

@@ -12,9 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from .registry import Configurable, Registry, check_number
+from .registry import Configurable, FieldError, Registry, check_number
 
 OPTIMIZERS: Registry[Optimizer] = Registry("optimizer")
+
+
+def _config_keys(*own: str) -> tuple[str, ...]:
+    """``config_keys`` of an optimiser: ``lr``, its own hyperparameters, then the options
+    every optimiser takes (the order its config has always had)."""
+    return ("lr", *own, "weight_decay", "clip_norm")
 
 
 class Optimizer(Configurable):
@@ -26,7 +32,7 @@ class Optimizer(Configurable):
     so its global L2 norm is at most ``clip_norm``.
     """
 
-    config_keys: tuple[str, ...] = ("lr", "weight_decay", "clip_norm")
+    config_keys: tuple[str, ...] = _config_keys()
     state_keys: tuple[str, ...] = ()
 
     def __init__(self, lr: float = 0.01, weight_decay: float = 0.0, clip_norm: float | None = None) -> None:
@@ -104,16 +110,16 @@ class SGD(Optimizer):
     """
 
     name = "sgd"
-    config_keys = ("lr", "momentum", "nesterov", "weight_decay", "clip_norm")
+    config_keys = _config_keys("momentum", "nesterov")
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0, clip_norm: float | None = None) -> None:
         super().__init__(lr, weight_decay, clip_norm)
         self.momentum = check_number("momentum", momentum, low=0, high=1, high_open=True)
         if not isinstance(nesterov, bool):
-            raise ValueError(f"`nesterov` must be true or false, got {nesterov!r}")
+            raise FieldError("nesterov", f"`nesterov` must be true or false, got {nesterov!r}")
         if nesterov and not self.momentum:
-            raise ValueError(f"`nesterov` needs `momentum` > 0, got momentum={momentum!r}")
+            raise FieldError("nesterov", f"`nesterov` needs `momentum` > 0, got momentum={momentum!r}")
         self.nesterov = nesterov
         self.state_keys = ("velocity",) if self.momentum else ()
         self._beta: np.ndarray | None = None
@@ -136,6 +142,10 @@ class SGD(Optimizer):
             np.add(params, v, out=params)
 
 
+# "momentum" and "nesterov" are SGD with other defaults. Each is a class of its own
+# because the registry maps a name to a class, reads the accepted parameters and their
+# defaults from ``__init__`` and takes the config's name from the class.
+
 @OPTIMIZERS.register
 class Momentum(SGD):
     """SGD with momentum (section 10.3); ``momentum`` defaults to 0.9."""
@@ -148,14 +158,23 @@ class Momentum(SGD):
 
 
 @OPTIMIZERS.register
-class Nesterov(SGD):
-    """SGD with Nesterov accelerated momentum; ``momentum`` defaults to 0.9."""
+class Nesterov(Momentum):
+    """Momentum with ``nesterov`` on by default: Nesterov accelerated momentum."""
 
     name = "nesterov"
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9, nesterov: bool = True,
                  weight_decay: float = 0.0, clip_norm: float | None = None) -> None:
         super().__init__(lr, momentum, nesterov, weight_decay, clip_norm)
+
+
+def _scaled_step(params: np.ndarray, grads: np.ndarray, square: np.ndarray, epsilon: float, lr: float) -> None:
+    """params -= lr grads / (sqrt(square) + epsilon); overwrites grads."""
+    denom = np.sqrt(square)
+    denom += epsilon
+    np.divide(grads, denom, out=grads)
+    grads *= lr
+    params -= grads
 
 
 @OPTIMIZERS.register
@@ -166,7 +185,7 @@ class AdaGrad(Optimizer):
     """
 
     name = "adagrad"
-    config_keys = ("lr", "epsilon", "initial_accumulator", "weight_decay", "clip_norm")
+    config_keys = _config_keys("epsilon", "initial_accumulator")
     state_keys = ("accumulator",)
 
     def __init__(self, lr: float = 0.01, epsilon: float = 1e-7, initial_accumulator: float = 0.1,
@@ -183,11 +202,7 @@ class AdaGrad(Optimizer):
     def _update(self, params, grads, lr):
         acc = self.accumulator
         acc += grads * grads
-        denom = np.sqrt(acc)
-        denom += self.epsilon
-        np.divide(grads, denom, out=grads)
-        grads *= lr
-        params -= grads
+        _scaled_step(params, grads, acc, self.epsilon, lr)
 
 
 @OPTIMIZERS.register
@@ -198,7 +213,7 @@ class RMSProp(Optimizer):
     """
 
     name = "rmsprop"
-    config_keys = ("lr", "rho", "epsilon", "weight_decay", "clip_norm")
+    config_keys = _config_keys("rho", "epsilon")
     state_keys = ("square_avg",)
 
     def __init__(self, lr: float = 0.001, rho: float = 0.9, epsilon: float = 1e-7,
@@ -211,11 +226,7 @@ class RMSProp(Optimizer):
         s = self.square_avg
         s *= self.rho
         s += (1.0 - self.rho) * grads * grads
-        denom = np.sqrt(s)
-        denom += self.epsilon
-        np.divide(grads, denom, out=grads)
-        grads *= lr
-        params -= grads
+        _scaled_step(params, grads, s, self.epsilon, lr)
 
 
 @OPTIMIZERS.register
@@ -228,7 +239,7 @@ class Adam(Optimizer):
     """
 
     name = "adam"
-    config_keys = ("lr", "beta1", "beta2", "epsilon", "weight_decay", "clip_norm")
+    config_keys = _config_keys("beta1", "beta2", "epsilon")
     state_keys = ("m", "v")
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,

@@ -99,3 +99,23 @@ def test_one_registry_of_names():
     assert set(datasets.REAL_NAMES) == set(datasets.bundled.BUNDLED)
     assert set(datasets.FILE_NAMES) == set(datasets.files.FORMATS.values()) == {"csv", "npz"}
     assert set(DATASET_NAMES) == set(datasets.SYNTHETIC_NAMES) | set(datasets.REAL_NAMES) | set(datasets.FILE_NAMES)
+
+
+@pytest.mark.parametrize("part, path", [
+    ({"model": {"layers": [{"units": 2, "activation": {"name": "rrelu", "lower": 0.9, "upper": 0.1}}]}},
+     "model.layers[0].activation.lower"),
+    ({"model": {"layers": [{"units": 2, "activation": {"name": "gelu", "approximate": "yes"}}]}},
+     "model.layers[0].activation.approximate"),
+    ({"optimizer": {"name": "sgd", "lr": 0.1, "nesterov": True}}, "optimizer.nesterov"),
+    ({"optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": "x"}}, "optimizer.nesterov"),
+    ({"schedule": {"name": "cosine", "t_max": 5, "restarts": "x"}}, "schedule.restarts"),
+    ({"schedule": {"name": "reduce_on_plateau", "monitor": ""}}, "schedule.monitor"),
+    ({"schedule": {"name": "reduce_on_plateau", "mode": "up"}}, "schedule.mode"),
+])
+def test_a_refused_hyperparameter_is_reported_at_its_own_path(part, path):
+    from nncore.spec import SpecError, validate_spec
+
+    spec = {"model": {"layers": [{"units": 2}]}, "loss": "mse", "data": {"dataset": "xor"}, **part}
+    with pytest.raises(SpecError) as info:
+        validate_spec(spec)
+    assert path in [p.path for p in info.value.problems], [(p.path, p.message) for p in info.value.problems]
