@@ -93,6 +93,14 @@ class _Checker:
                 self.add(_join(path, key), f"unknown field; known fields: {', '.join(allowed)}")
         return doc
 
+    def section(self, doc: dict, key: str, allowed: tuple[str, ...], hint: str) -> dict | None:
+        """A required object at the top of the spec (``hint`` shows its shape when missing)."""
+        value = doc.get(key)
+        if value is None:
+            self.add(key, f"is required{hint}")
+            return None
+        return self.obj(value, key, allowed)
+
     def integer(self, doc: dict, key: str, path: str, default: Any, low: int, high: int | None = None,
                 nullable: bool = False) -> Any:
         value = doc.get(key, default)
@@ -225,11 +233,8 @@ def _header(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
 def _model(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
     model_out: dict[str, Any] = {}
     out["model"] = model_out
-    model = doc.get("model")
+    model = c.section(doc, "model", MODEL_KEYS, ": {\"layers\": [{\"units\": ..., \"activation\": ...}, ...]}")
     if model is None:
-        c.add("model", "is required: {\"layers\": [{\"units\": ..., \"activation\": ...}, ...]}")
-        return
-    if c.obj(model, "model", MODEL_KEYS) is None:
         return
     max_units = ctx.limits["max_units"]
     model_out["input_dim"] = c.integer(model, "input_dim", "model", None, 1, max_units, nullable=True)
@@ -292,11 +297,8 @@ def _schedule(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
 def _data(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
     data_out: dict[str, Any] = {}
     out["data"] = data_out
-    data = doc.get("data")
+    data = c.section(doc, "data", DATA_KEYS, ", e.g. {\"dataset\": \"digits\"}")
     if data is None:
-        c.add("data", "is required, e.g. {\"dataset\": \"digits\"}")
-        return
-    if c.obj(data, "data", DATA_KEYS) is None:
         return
     _data_source(c, data, data_out, ctx.dataset_names)
     if "n_samples" in data:

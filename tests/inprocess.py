@@ -289,3 +289,35 @@ def seeded_template(base: Template, folder: Path, broker_url: str,
         yield template, value
     finally:
         template.close()
+
+
+# -- a store without the app (the lifecycle and worker unit tests) ------------------------
+
+@contextlib.contextmanager
+def store_sessions(template: Template, folder: Path) -> Iterator[tuple[str, Any]]:
+    """(URL, sessionmaker) of a fresh copy of ``template``, dropped afterwards."""
+    from service.store.db import make_engine, make_sessionmaker
+
+    url = template.copy(folder)
+    engine = make_engine(url)
+    try:
+        yield url, make_sessionmaker(engine)
+    finally:
+        engine.dispose()
+        template.drop(url)
+
+
+def queued_job(sessions: Any, max_restarts: int = 2, spec: dict[str, Any] | None = None) -> int:
+    """A queued job of alice's, as the API would have stored it; its id."""
+    from sqlalchemy import select
+
+    from service.store.models import Job, User, utcnow
+    from service.store.status import JobStatus
+
+    with sessions() as s:
+        owner = s.scalar(select(User.id).where(User.name == "alice"))
+        job = Job(owner_id=owner, spec=spec or {"model": {"layers": [{"units": 2}]}, "data": {"dataset": "xor"}},
+                  status=JobStatus.QUEUED, max_restarts=max_restarts, created_at=utcnow())
+        s.add(job)
+        s.commit()
+        return job.id

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from nncore.datasets import DatasetError, load_file
 
 from .errors import Conflict, FieldProblem, Invalid, NotFound
-from .jobs import MAX_PAGE, _visible, decode_page_token, encode_page_token
+from .jobs import MAX_PAGE, _visible, newest_first
 from .models import Dataset, Job, User, utcnow
 from .status import FINISHED
 
@@ -128,11 +128,7 @@ def list_datasets(session: Session, user: User, limit: int = 50, page_token: str
     """Newest first, with the same opaque keyset page token as jobs."""
     limit = max(1, min(limit, MAX_PAGE))
     stmt = _visible(select(Dataset), user, Dataset.owner_id)
-    if page_token:
-        stmt = stmt.where(Dataset.id < decode_page_token(page_token))
-    rows = list(session.scalars(stmt.order_by(Dataset.id.desc()).limit(limit + 1)))
-    next_token = encode_page_token(rows[limit - 1].id) if len(rows) > limit else None
-    return rows[:limit], next_token
+    return newest_first(session, stmt, Dataset.id, limit, page_token)
 
 
 def get_dataset(session: Session, user: User, dataset_id: int) -> Dataset:

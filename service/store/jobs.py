@@ -230,9 +230,16 @@ def list_jobs(session: Session, user: User, statuses: list[str] | None = None,
         stmt = stmt.where(Job.created_at >= created_after)
     if created_before is not None:
         stmt = stmt.where(Job.created_at < created_before)
+    return newest_first(session, stmt, Job.id, limit, page_token)
+
+
+def newest_first(session: Session, stmt: Any, id_column: Any, limit: int, page_token: str | None
+                 ) -> tuple[list[Any], str | None]:
+    """One page of ``stmt`` newest (highest id) first, and the opaque keyset token of the
+    next page (None at the end): stable while rows are added."""
     if page_token:
-        stmt = stmt.where(Job.id < decode_page_token(page_token))
-    rows = list(session.scalars(stmt.order_by(Job.id.desc()).limit(limit + 1)))
+        stmt = stmt.where(id_column < decode_page_token(page_token))
+    rows = list(session.scalars(stmt.order_by(id_column.desc()).limit(limit + 1)))
     next_token = encode_page_token(rows[limit - 1].id) if len(rows) > limit else None
     return rows[:limit], next_token
 

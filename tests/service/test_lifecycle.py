@@ -14,33 +14,23 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.store import lifecycle
-from service.store.db import make_engine, make_sessionmaker
 from service.store.errors import Conflict
 from service.store.lifecycle import Lease, LeaseLost
-from service.store.models import Checkpoint, Event, Job, Metric, User, utcnow
+from service.store.models import Checkpoint, Event, Job, Metric, utcnow
 from service.store.results import drop_checkpoint, reconcile_checkpoints, write_checkpoint, write_points
 from service.store.status import FINISHED, JobStatus
+from tests.inprocess import queued_job, store_sessions
 
 LEASE_S = 10.0
-SPEC = {"model": {"layers": [{"units": 2}]}, "data": {"dataset": "xor"}}
 
 
 @pytest.fixture
 def sessions(db_template, tmp_path) -> Iterator[Callable[[], Session]]:
-    url = db_template.copy(tmp_path)
-    engine = make_engine(url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
-    db_template.drop(url)
+    with store_sessions(db_template, tmp_path) as (_url, made):
+        yield made
 
 
-def new_job(sessions, max_restarts: int = 2) -> int:
-    with sessions() as s:
-        owner = s.scalar(select(User.id).where(User.name == "alice"))
-        job = Job(owner_id=owner, spec=SPEC, status=JobStatus.QUEUED, max_restarts=max_restarts, created_at=utcnow())
-        s.add(job)
-        s.commit()
-        return job.id
+new_job = queued_job
 
 
 def row(sessions, job_id: int) -> Job:

@@ -17,29 +17,18 @@ from service.shared.settings import Settings
 from service.store import lifecycle
 from service.store.db import make_engine, make_sessionmaker
 from service.store.lifecycle import LeaseLost
-from service.store.models import Checkpoint, Job, Metric, User, utcnow
-from service.store.status import JobStatus
+from service.store.models import Checkpoint, Job, Metric, utcnow
+from tests.inprocess import queued_job, store_sessions
 from worker.attempt import Attempt, Reporter
-
-SPEC = {"model": {"layers": [{"units": 2}]}, "data": {"dataset": "xor"}}
 
 
 @pytest.fixture
 def db(db_template, tmp_path) -> Iterator[tuple[str, object]]:
-    url = db_template.copy(tmp_path)
-    engine = make_engine(url)
-    yield url, make_sessionmaker(engine)
-    engine.dispose()
-    db_template.drop(url)
+    with store_sessions(db_template, tmp_path) as made:
+        yield made
 
 
-def new_job(sessions, max_restarts: int = 2) -> int:
-    with sessions() as s:
-        owner = s.scalar(select(User.id).where(User.name == "alice"))
-        job = Job(owner_id=owner, spec=SPEC, status=JobStatus.QUEUED, max_restarts=max_restarts, created_at=utcnow())
-        s.add(job)
-        s.commit()
-        return job.id
+new_job = queued_job
 
 
 def start(sessions, job_id: int, lease_s: float) -> Attempt:
