@@ -27,10 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 from datetime import datetime  # noqa: E402
 
-from sqlalchemy import create_engine, func, select  # noqa: E402
+from sqlalchemy import create_engine  # noqa: E402
 
 from nncore.job import Job  # noqa: E402
-from service.store.models import Metric  # noqa: E402
+from service.store.metrics import point_count  # noqa: E402
 from tests.conftest import start_api_server, stop_api_server, trainyard_cmd  # noqa: E402
 
 DIGITS = json.loads((ROOT / "examples/digits.json").read_text())
@@ -90,7 +90,7 @@ def main() -> None:
             worker_s, latency, job_id, steps = min(runs)
             engine = create_engine(server.database_url)
             with engine.connect() as conn:
-                rows = conn.scalar(select(func.count()).select_from(Metric).where(Metric.job_id == job_id))
+                rows = point_count(conn, job_id)
             engine.dispose()
             print(f"{name:<8}{steps:>7}{direct:>10.3f}{worker_s:>10.3f}{100 * (worker_s / direct - 1):>9.1f}%"
                   f"{1000 * min(r[1] for r in runs):>20.0f}{rows:>13}")

@@ -13,6 +13,7 @@ import numpy as np
 from .checkpoint import save_checkpoint
 from .hooks import Callback, Outcome, StepLog, TrainerState
 from .registry import check_number
+from .series import better
 
 
 class EventEmitter(Callback):
@@ -46,7 +47,7 @@ class EarlyStopping:
         self.patience = check_number("patience", patience, low=0, integer=True)
         self.min_delta = check_number("min_delta", min_delta, low=0)
         if mode is None:
-            mode = "max" if any(k in monitor for k in ("accuracy", "r2")) else "min"
+            mode = better(monitor)
         if mode not in ("min", "max"):
             raise ValueError(f"`mode` must be 'min' or 'max', got {mode!r}")
         self.mode = mode
@@ -124,7 +125,7 @@ class Checkpointer(Callback):
         value = trainer.history[-1].get(self.best_metric) if (self.best_metric and trainer.history) else None
         if value is None or not math.isfinite(value):
             return None
-        return -value if any(k in self.best_metric for k in ("accuracy", "r2")) else value
+        return -value if better(self.best_metric) == "max" else value
 
     def save(self, trainer: TrainerState) -> Path:
         epoch = trainer.epoch

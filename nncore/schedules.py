@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from .registry import Configurable, FieldError, Registry, check_number
+from .series import better
 
 SCHEDULES: Registry[Schedule] = Registry("schedule")
 
@@ -136,7 +137,7 @@ class ReduceOnPlateau(Schedule):
     config_keys = ("monitor", "factor", "patience", "min_delta", "cooldown", "min_lr", "mode")
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.5, patience: int = 5, min_delta: float = 1e-4,
-                 cooldown: int = 0, min_lr: float = 0.0, mode: str = "min") -> None:
+                 cooldown: int = 0, min_lr: float = 0.0, mode: str | None = None) -> None:
         if not isinstance(monitor, str) or not monitor:
             raise FieldError("monitor", f"`monitor` must be a metric name, got {monitor!r}")
         self.monitor = monitor
@@ -145,6 +146,8 @@ class ReduceOnPlateau(Schedule):
         self.min_delta = check_number("min_delta", min_delta, low=0)
         self.cooldown = check_number("cooldown", cooldown, low=0, integer=True)
         self.min_lr = check_number("min_lr", min_lr, low=0)
+        if mode is None:
+            mode = better(monitor)
         if mode not in ("min", "max"):
             raise FieldError("mode", f"`mode` must be 'min' or 'max', got {mode!r}")
         self.mode = mode

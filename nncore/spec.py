@@ -403,8 +403,17 @@ def _run_limits(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
 
 
 def _metrics(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
-    if "metrics" in doc and c.obj(doc["metrics"], "metrics", ("every_steps",)) is not None:
-        out["metrics"] = {"every_steps": c.integer(doc["metrics"], "every_steps", "metrics", 1, 1)}
+    """How often step figures are recorded, and which raw points the service keeps
+    (``raw_steps``: "all", "none" — rollups only — or about the last N steps)."""
+    if "metrics" in doc and c.obj(doc["metrics"], "metrics", ("every_steps", "raw_steps")) is not None:
+        m = doc["metrics"]
+        out["metrics"] = {"every_steps": c.integer(m, "every_steps", "metrics", 1, 1)}
+        if "raw_steps" in m:
+            raw = m["raw_steps"]
+            if raw in ("all", "none") or (isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1):
+                out["metrics"]["raw_steps"] = raw
+            else:
+                c.add("metrics.raw_steps", f"must be \"all\", \"none\" or a number of steps >= 1, got {_show(raw)}")
 
 
 def _model_size(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:

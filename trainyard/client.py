@@ -10,11 +10,14 @@ PosixPath('job-1-epoch-8.npz')
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
+import json
 import os
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +28,11 @@ from service.store.status import FINISHED, JobStatus
 
 #: which checkpoint: the newest, the one marked best, or an epoch number
 CheckpointRef = Literal["latest", "best"] | int
+
+#: the largest step (a BIGINT): "points past it" are none
+_NO_STEP = 2**63 - 1
+#: seconds between polls when the server cannot stream
+_POLL_S = 2.0
 
 
 class ApiError(Exception):
@@ -133,6 +141,93 @@ class Client:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout:g} s")
             time.sleep(poll_s)
+
+    def stream(self, job_id: int, names: str | Sequence[str] | None = None, bucket_steps: int = 1,
+               after_step: int = -1, after_event: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Follow a job live: ``(event, data)`` pairs until the job has ended.
+
+        - ``("status", {"status", "progress", "error", "updated_at"})`` first and on every change;
+        - ``("log", {"id", "time", "kind", "message"})`` for each event, in order;
+        - ``("points", {"items": [...]})``: metric points as GET /metrics gives them, in
+          buckets of ``bucket_steps`` (1: raw points); a bucket may come again, fuller:
+          replace it by its ``name`` and ``step``;
+        - ``("end", {"status"})`` last, once everything up to the end was given.
+
+        ``names`` picks the series (default all; an empty list: no points at all).
+        Read from the server's event stream (``GET /jobs/<id>/stream``), reconnecting
+        where it left off when the server closes it; a server that will not stream
+        (busy: 503, or older, without the route) is polled every 2 s instead, with the
+        same pairs.
+        """
+        no_points = names is not None and not isinstance(names, str) and len(names) == 0
+        if names is not None and not isinstance(names, str):
+            names = ",".join(names)
+        if no_points:
+            after_step = _NO_STEP  # no series reaches past the largest step
+        params: dict[str, Any] = {"bucket_steps": bucket_steps, "after_step": after_step,
+                                  "after_event": after_event, **({"name": names} if names else {})}
+        parser = _EventStream()
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if parser.last_id:
+                headers["Last-Event-ID"] = parser.last_id
+            try:
+                resp = self._request("GET", f"/jobs/{job_id}/stream", params=params, headers=headers, stream=True)
+            except ApiError as exc:
+                if exc.status == 503 or (exc.status == 404 and self._no_stream_route(job_id)):
+                    if parser.last_id:
+                        params["after_event"], params["after_step"] = _cursor(parser.last_id)
+                    yield from self._poll(job_id, names or None, bucket_steps, params["after_step"],
+                                          params["after_event"], no_points)
+                    return
+                raise
+            try:
+                with resp:
+                    for chunk in resp.iter_content(chunk_size=None):
+                        for event, data in parser.feed(chunk):
+                            yield event, data
+                            if event == "end":
+                                return
+            except requests.RequestException:
+                pass  # the connection broke: reconnect from the last id, as after a close
+            time.sleep(parser.retry_s)
+
+    def _no_stream_route(self, job_id: int) -> bool:
+        """Whether a 404 from /stream means the server has no such route (the job exists)
+        rather than no such job (then the job's own 404 is raised)."""
+        self.job(job_id)
+        return True
+
+    def _poll(self, job_id: int, names: str | None, bucket_steps: int, after_step: int, after_event: int,
+              no_points: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+        """:meth:`stream`'s pairs from GET /jobs/<id>, /events and /metrics, every 2 s."""
+        status: dict[str, Any] | None = None
+        while True:
+            # the job first: once it says finished, all it wrote before is in the reads below
+            job = self.job(job_id)
+            now = {k: job.get(k) for k in ("status", "progress", "error", "updated_at")}
+            if now != status:
+                status = now
+                yield "status", now
+            while True:
+                page = self.events(job_id, after_id=after_event, limit=1000)
+                for event in page["items"]:
+                    after_event = event["id"]
+                    yield "log", event
+                if page.get("next_after_id") is None:
+                    break
+            # each bucket that reaches past the last step sent, from its first step
+            start = (after_step + 1) // bucket_steps * bucket_steps
+            if not no_points and start <= _NO_STEP:
+                raw = self.metrics(job_id, names, after_step=start - 1 if start > 0 else None)
+                items = [b for b in _buckets(raw, bucket_steps) if b["last_step"] > after_step]
+                if items:
+                    after_step = max(b["last_step"] for b in items)
+                    yield "points", {"items": items}
+            if job["status"] in FINISHED:
+                yield "end", {"status": job["status"]}
+                return
+            time.sleep(_POLL_S)
 
     def cancel(self, job_id: int) -> dict[str, Any]:
         """Cancel a job; a running one stops at its next step (the answer still says running)."""
@@ -292,6 +387,88 @@ class Client:
             return self._call("GET", "/health")
         except ApiError as exc:
             return exc.problem
+
+
+class _EventStream:
+    """An incremental Server-Sent Events parser (the WHATWG rules this API needs):
+    bytes in, complete ``(event, data)`` messages out, with the last ``id`` and the
+    server's ``retry`` delay kept for the reconnect."""
+
+    def __init__(self) -> None:
+        self.last_id = ""
+        self.retry_s = 2.0
+        self._decode = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._text = ""
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[tuple[str, dict[str, Any]]]:
+        self._text += self._decode.decode(chunk)
+        out = []
+        while True:
+            cut = min((i for i in (self._text.find("\n"), self._text.find("\r")) if i >= 0), default=-1)
+            # a \r at the end may be the first half of \r\n: wait for the next chunk
+            if cut < 0 or (self._text[cut] == "\r" and cut + 1 == len(self._text)):
+                return out
+            line = self._text[:cut]
+            skip = 2 if self._text.startswith("\r\n", cut) else 1
+            self._text = self._text[cut + skip:]
+            message = self._line(line)
+            if message is not None:
+                out.append(message)
+
+    def _line(self, line: str) -> tuple[str, dict[str, Any]] | None:
+        if not line:  # a blank line ends a message
+            event, data = self._event or "message", self._data
+            self._event, self._data = "", []
+            return (event, json.loads("\n".join(data))) if data else None
+        if line.startswith(":"):  # a comment: the keepalive
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        elif name == "id" and "\0" not in value:
+            self.last_id = value
+        elif name == "retry" and value.isdigit():
+            self.retry_s = int(value) / 1000
+        return None
+
+
+def _cursor(last_id: str) -> tuple[int, int]:
+    """(after_event, after_step) of a stream id ``<event id>.<step>``."""
+    event, _, step = last_id.partition(".")
+    return int(event), int(step)
+
+
+def _buckets(points: list[dict[str, Any]], width: int) -> list[dict[str, Any]]:
+    """Raw points (ordered by step) as the stream's buckets of ``width`` steps: the
+    first point's step and epoch, the last's step, count, mean as value, min, max,
+    first, last and the latest time."""
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for p in points:
+        key = (p["name"], p["step"] // width)
+        b = out.get(key)
+        if b is None:
+            out[key] = {"name": p["name"], "step": p["step"], "epoch": p["epoch"], "value": p["value"],
+                        "time": p["time"], "last_step": p["step"], "count": 1, "min": p["value"],
+                        "max": p["value"], "first": p["value"], "last": p["value"], "bucket_steps": width,
+                        "_total": p["value"]}
+            continue
+        b["count"] += 1
+        b["_total"] += p["value"]
+        b["last_step"], b["last"] = p["step"], p["value"]
+        b["min"], b["max"] = min(b["min"], p["value"]), max(b["max"], p["value"])
+        if datetime.fromisoformat(p["time"]) > datetime.fromisoformat(b["time"]):
+            b["time"] = p["time"]
+    items = []
+    for b in out.values():
+        b["value"] = b.pop("_total") / b["count"]
+        items.append(b)
+    items.sort(key=lambda b: (b["step"], b["name"]))
+    return items
 
 
 def _epochs(rows: list[dict[str, Any]]) -> str:

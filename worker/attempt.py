@@ -6,9 +6,9 @@ its :meth:`Attempt.write` runs a fenced store function (``service.store.lifecycl
 the lease may still be live, and turns a refusal into :class:`LeaseLost` — after
 which this process writes nothing more for the job and stops it.
 
-:class:`Reporter` is the training loop's side: it takes each step's figures into a
-list (a tuple per step, nothing else on the training thread) and a writer thread
-sends them in batches.
+:class:`Reporter` is the training loop's side: it writes each step's figures into
+preallocated NumPy columns (nothing else on the training thread) and a writer thread
+sends them as series blocks in batches.
 """
 from __future__ import annotations
 
@@ -20,15 +20,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from nncore.hooks import Callback, StepLog
+from nncore.series import EPOCH_POSITION, series_name
 from service.store import lifecycle
 from service.store.db import unreachable
 from service.store.lifecycle import Lease, LeaseLost
+from service.store.metrics import SeriesWriter
 from service.store.models import Job
-from service.store.results import drop_checkpoint, write_checkpoint, write_points
+from service.store.results import drop_checkpoint, write_checkpoint, write_series
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +99,6 @@ class Attempt:
         that wakes up can then never overwrite (or delete) a live attempt's file."""
         return f"-a{self.lease.attempt}"
 
-    def record_checkpoint(self, epoch: int, step: int, path: Path, digest: str, metrics: dict[str, Any],
-                          is_best: bool) -> None:
-        """List a checkpoint file the attempt wrote; a refused row takes its file with it."""
-        try:
-            self.write(lambda s: write_checkpoint(s, self.lease, epoch, step, path, digest, metrics, is_best),
-                       "checkpoint row")
-        except LeaseLost:
-            path.unlink(missing_ok=True)
-            raise
-
     def drop_checkpoint(self, epoch: int, path: Path) -> None:
         """Retention: unlist the checkpoint, then delete its file."""
         self.write(lambda s: drop_checkpoint(s, self.lease, epoch), "checkpoint removal")
@@ -146,19 +139,41 @@ class Attempt:
                 failing = True
 
 
+class _StepColumns:
+    """Preallocated columns the training thread fills, a row a step; grown (doubled)
+    only when the writer falls behind, e.g. through a database outage."""
+
+    #: step, epoch, time, then the step series in NAMES' order
+    NAMES = ("loss", "lr", "grad_norm", "samples_per_s")
+
+    def __init__(self, rows: int = 4096) -> None:
+        self.a = np.empty((rows, 3 + len(self.NAMES)))
+        self.n = 0
+
+
 class Reporter(Callback):
     """Step and epoch metrics and progress, written by a background thread in batches
     (every METRIC_FLUSH_S) through the attempt's fence; and the stop signals (cancel,
-    a lost lease, a failed writer) checked between steps."""
+    a lost lease, a failed writer) checked between steps.
+
+    The training thread only writes a row into preallocated NumPy columns; the writer
+    thread takes the filled columns (a swap under a lock), hands each series to the
+    attempt's :class:`SeriesWriter` and writes the blocks that changed. A checkpoint is
+    listed through :meth:`checkpoint`, in the transaction that makes every point up to
+    its step durable (the writer is paused meanwhile), so a resume finds no gap."""
 
     wants_grad_norm = True
 
-    def __init__(self, attempt: Attempt, epochs: int, steps_per_epoch: int) -> None:
+    def __init__(self, attempt: Attempt, epochs: int, steps_per_epoch: int, raw_steps: int | None = None) -> None:
         self.attempt, self.job_id = attempt, attempt.job_id
         self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
-        self._steps: list[tuple[int, int, float, float, float, float]] = []
+        self.series = SeriesWriter(self.job_id, raw_steps)
+        with attempt.sessions() as s:  # a read: the series as the resume cut left them
+            self.series.load(s)
+        self._cols, self._spare = _StepColumns(), _StepColumns()
         self._epochs: list[dict[str, float]] = []
         self._lock = threading.Lock()
+        self._io = threading.Lock()
         self._wake = threading.Event()
         self._done = threading.Event()
         self._last_step_t = time.monotonic()
@@ -173,8 +188,13 @@ class Reporter(Callback):
     def on_step(self, trainer: Any, log_: StepLog) -> None:
         now = time.monotonic()
         dt, self._last_step_t = now - self._last_step_t, now
-        self._steps.append((log_.step, log_.epoch + 1, log_.loss, log_.lr, log_.grad_norm,
-                            log_.samples / dt if dt > 0 else math.nan))
+        with self._lock:
+            cols = self._cols
+            if cols.n == len(cols.a):
+                cols.a = np.concatenate([cols.a, np.empty_like(cols.a)])
+            cols.a[cols.n] = (log_.step, log_.epoch + 1, time.time(), log_.loss, log_.lr, log_.grad_norm,
+                              log_.samples / dt if dt > 0 else math.nan)
+            cols.n += 1
         self._progress = (log_.epoch, log_.step)
         if self._first is None:
             # where this attempt started (a resumed job does not start at 0), for the ETA
@@ -182,7 +202,7 @@ class Reporter(Callback):
 
     def on_epoch(self, trainer: Any, logs: dict[str, float]) -> None:
         with self._lock:
-            self._epochs.append(dict(logs))
+            self._epochs.append({**logs, "time": time.time()})
         # the latest epoch's figures ride along with the progress, for job lists
         self._latest = {k: round(float(v), 6) for k, v in logs.items()
                         if k not in ("epoch", "step", "time", "lr", "samples_per_s")
@@ -190,22 +210,31 @@ class Reporter(Callback):
         # no wake-up here: a write per epoch would cost fast jobs more than their training
         self._progress = (int(logs["epoch"]), int(logs["step"]))
 
-    def _rows(self, steps: list[tuple], epochs: list[dict[str, float]]) -> list[tuple[str, int, int, float]]:
-        isfinite = math.isfinite
-        rows = []
-        for step, epoch, loss, lr, gnorm, sps in steps:
-            for name, value in (("loss", loss), ("lr", lr), ("grad_norm", gnorm), ("samples_per_s", sps)):
-                if isfinite(value):
-                    rows.append((name, step, epoch, float(value)))
+    def _drain(self) -> None:
+        """Hand what the training thread recorded to the series writer (under ``_io``)."""
+        with self._lock:
+            # swapping the columns is atomic under the lock; the loop fills the spare
+            cols, self._cols = self._cols, self._spare
+            self._spare = cols
+            epochs, self._epochs = self._epochs, []
+        a = cols.a[:cols.n]
+        cols.n = 0
+        if len(a):
+            steps, epoch_no, times = a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2]
+            for i, name in enumerate(_StepColumns.NAMES):
+                values = a[:, 3 + i]
+                ok = np.isfinite(values)
+                if ok.all():
+                    self.series.append(name, steps, epoch_no, times, values)
+                elif ok.any():
+                    self.series.append(name, steps[ok], epoch_no[ok], times[ok], values[ok])
         for logs in epochs:
-            epoch, step = int(logs["epoch"]), int(logs["step"])
-            for name, value in logs.items():
-                if name in ("epoch", "step", "time") or not isinstance(value, (int, float)) or not isfinite(value):
+            epoch, step, when = int(logs["epoch"]), int(logs["step"]), float(logs["time"])
+            for key, value in logs.items():
+                if key in EPOCH_POSITION or not isinstance(value, (int, float)) or not math.isfinite(value):
                     continue
-                # step series and epoch series never share a name: `loss` is a batch's loss,
-                # `epoch_loss` the epoch's mean, `val_loss` the validation loss
-                rows.append((name if name.startswith("val_") else f"epoch_{name}", step, epoch, float(value)))
-        return rows
+                self.series.append(series_name(key), np.array([step]), np.array([epoch]), np.array([when]),
+                                   np.array([float(value)]))
 
     def _progress_doc(self) -> dict[str, Any] | None:
         if self._progress is None:
@@ -223,21 +252,27 @@ class Reporter(Callback):
                 "eta_s": round(eta, 1) if eta is not None else None, "metrics": self._latest}
 
     def _write(self) -> None:
-        with self._lock:
-            # swapping the lists is atomic under the lock; the loop appends to the new ones
-            steps, self._steps = self._steps, []
-            epochs, self._epochs = self._epochs, []
-        rows = self._rows(steps, epochs)
-        progress = self._progress_doc()
-        lease = self.attempt.lease
+        with self._io:
+            self._drain()
+            progress = self._progress_doc()
+            if not self.series.pending and progress is None:
+                return
+            lease = self.attempt.lease
+            self.attempt.write(lambda s: write_series(s, lease, self.series, progress), "metrics")
 
-        def write(s: Session) -> None:
-            if rows:
-                write_points(s, lease, rows)
-            if progress is not None:
-                lifecycle.set_progress(s, lease, progress)
-
-        self.attempt.write(write, "metrics")
+    def checkpoint(self, epoch: int, step: int, path: Path, digest: str, metrics: dict[str, Any],
+                   is_best: bool) -> None:
+        """List a checkpoint file the attempt wrote, with every point up to ``step`` and
+        the series' cut in the same transaction; a refused row takes its file with it."""
+        with self._io:
+            self._drain()
+            lease = self.attempt.lease
+            try:
+                self.attempt.write(lambda s: write_checkpoint(s, lease, epoch, step, path, digest, metrics, is_best,
+                                                              self.series), "checkpoint row")
+            except LeaseLost:
+                path.unlink(missing_ok=True)
+                raise
 
     def _write_loop(self) -> None:
         while not self._done.is_set():

@@ -19,8 +19,8 @@ from .launch import launch, terminate_group
 
 
 def run_distributed(attempt: Attempt, spec: dict[str, Any], out_dir: Path, data_path: str | None,
-                    data_target: int | str | None, resume_path: str | None, started: float
-                    ) -> tuple[JobStatus, str | None, dict[str, Any] | None]:
+                    data_target: int | str | None, resume_path: str | None, started: float,
+                    raw_steps: int | None = None) -> tuple[JobStatus, str | None, dict[str, Any] | None]:
     """Train on ``spec.distributed.world_size`` ranks; return (status, error, summary).
     LeaseLost when the attempt lost its job (the ranks are stopped first)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -35,7 +35,7 @@ def run_distributed(attempt: Attempt, spec: dict[str, Any], out_dir: Path, data_
         args += ["--target", str(data_target)]
     if resume_path:
         args += ["--resume", resume_path]
-    reporter = Reporter(attempt, spec["epochs"], 1)
+    reporter = Reporter(attempt, spec["epochs"], 1, raw_steps)
     procs: list[Any] = []
     seen: dict[str, Any] = {}
 
@@ -57,8 +57,8 @@ def run_distributed(attempt: Attempt, spec: dict[str, Any], out_dir: Path, data_
             elif kind == "epoch":
                 reporter.on_epoch(None, ev)
             elif kind == "checkpoint":
-                attempt.record_checkpoint(ev["epoch"], ev["step"], Path(ev["path"]), ev["sha256"],
-                                          ev.get("metrics") or {}, ev.get("is_best", False))
+                reporter.checkpoint(ev["epoch"], ev["step"], Path(ev["path"]), ev["sha256"],
+                                    ev.get("metrics") or {}, ev.get("is_best", False))
             elif kind == "checkpoint_deleted":
                 attempt.drop_checkpoint(ev["epoch"], Path(ev["path"]))
             elif kind == "summary":

@@ -26,14 +26,14 @@ from nncore.checkpoint import load_checkpoint
 from nncore.job import Job as TrainJob
 from nncore.job import summarize
 from service.shared.queue import Enqueuer, enqueue
-from service.shared.settings import Settings
+from service.shared.settings import Settings, raw_steps_for
 from service.store import lifecycle
 from service.store.datasets import parse_target
 from service.store.db import make_engine, make_sessionmaker
 from service.store.jobs import job_artifact_dir
 from service.store.lifecycle import LeaseLost
 from service.store.models import Checkpoint, Dataset, Job
-from service.store.results import reconcile_checkpoints
+from service.store.results import cut_metrics, reconcile_checkpoints
 from service.store.status import JobStatus, status_for
 from service.store.workers import lease_owner
 
@@ -74,25 +74,26 @@ def checkpoint_dir(settings: Settings, job_id: int) -> Path:
 
 # -- checkpoints --------------------------------------------------------------------------------
 
-def _checkpoint_hooks(attempt: Attempt, train: list[TrainJob]) -> dict[str, Any]:
-    """The Checkpointer's options in the worker: its files' names, and rows for them."""
+def _checkpoint_hooks(attempt: Attempt, train: list[TrainJob], reporter: list[Reporter]) -> dict[str, Any]:
+    """The Checkpointer's options in the worker: its files' names, and rows for them
+    (listed with the metrics up to their step)."""
     def on_save(trainer: Any, epoch: int, path: Path, digest: str) -> None:
         ckpt = train[0].checkpointer
         metrics = dict(trainer.history[-1]) if trainer.history else {}
-        attempt.record_checkpoint(epoch, trainer.step, path, digest, metrics, bool(ckpt and ckpt.last_is_best))
+        reporter[0].checkpoint(epoch, trainer.step, path, digest, metrics, bool(ckpt and ckpt.last_is_best))
 
     return {"on_save": on_save, "on_delete": attempt.drop_checkpoint, "name_suffix": attempt.checkpoint_suffix}
 
 
-def _resume_point(session: Session, job_id: int) -> tuple[str | None, dict[str, Any] | None]:
+def _resume_point(session: Session, job_id: int) -> tuple[Checkpoint | None, dict[str, Any] | None]:
     """The newest listed checkpoint whose file is there, and its state."""
-    for path in session.scalars(select(Checkpoint.path).where(Checkpoint.job_id == job_id)
-                                .order_by(Checkpoint.epoch.desc())):
-        if Path(path).is_file():
+    for row in session.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id)
+                               .order_by(Checkpoint.epoch.desc())):
+        if Path(row.path).is_file():
             try:
-                return path, load_checkpoint(path)
+                return row, load_checkpoint(row.path)
             except (ValueError, OSError) as exc:
-                log.warning("job %s: checkpoint %s is unreadable (%s); trying an older one", job_id, path, exc)
+                log.warning("job %s: checkpoint %s is unreadable (%s); trying an older one", job_id, row.path, exc)
     return None, None
 
 
@@ -134,13 +135,18 @@ def _run_attempt(attempt: Attempt, settings: Settings, spec: dict[str, Any], dat
     lease = attempt.lease
     out_dir = checkpoint_dir(settings, lease.job_id)
     with attempt.sessions() as s:
-        resume_path, state = _resume_point(s, lease.job_id)
+        resume, state = _resume_point(s, lease.job_id)
+        resume_path = resume.path if resume else None
+        cut_step, cut = (resume.step, resume.series_cut) if resume else (None, None)
         listed = set(s.scalars(select(Checkpoint.epoch).where(Checkpoint.job_id == lease.job_id)))
     keep = {int(e) for e, _ in state["checkpointer"]["kept"]} if state and "checkpointer" in state else None
     if state is not None and "checkpointer" not in state:
         # written before checkpoints carried their kept set: keep what is listed up to it
         keep = {e for e in listed if e <= int(state["epoch"])}
     removed = attempt.write(lambda s: reconcile_checkpoints(s, lease, out_dir, keep), "checkpoint cleanup")
+    # the series as the checkpoint saw them: what an earlier attempt wrote past it goes
+    attempt.write(lambda s: cut_metrics(s, lease, cut_step, cut), "metrics cut")
+    raw_steps = raw_steps_for(spec, settings)
     if resume_path is not None or removed:
         note = f"resumed from {Path(resume_path).name}" if resume_path else "started afresh"
         note += f"; removed {len(removed)} checkpoint file(s) no row listed" if removed else ""
@@ -149,13 +155,15 @@ def _run_attempt(attempt: Attempt, settings: Settings, spec: dict[str, Any], dat
         from .ranks import run_distributed
 
         status, error, summary = run_distributed(attempt, spec, out_dir, data_path,
-                                                 data_target, resume_path, started)
+                                                 data_target, resume_path, started, raw_steps)
     else:
         holder: list[TrainJob] = []
+        reporters: list[Reporter] = []
         train = TrainJob(spec, out_dir=out_dir, data_path=data_path, data_target=data_target,
-                         checkpoint_hooks=_checkpoint_hooks(attempt, holder))
+                         checkpoint_hooks=_checkpoint_hooks(attempt, holder, reporters))
         holder.append(train)
-        reporter = Reporter(attempt, spec["epochs"], len(train.trainer.batch_plan(train.data.train.n)))
+        reporter = Reporter(attempt, spec["epochs"], len(train.trainer.batch_plan(train.data.train.n)), raw_steps)
+        reporters.append(reporter)
         train.trainer.callbacks.insert(0, reporter)
         try:
             if state is not None:

@@ -47,9 +47,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> APIFlask:
     errors.init_app(app)
     app.spec_processor(errors.problem_responses_in_spec)
 
-    from . import dashboard, datasets, health, jobs, me, meta, results, workers
+    from . import dashboard, datasets, health, jobs, me, meta, results, stream, workers
 
-    for bp in (health.bp, meta.bp, me.bp, jobs.bp, results.bp, datasets.bp, workers.bp):
+    for bp in (health.bp, meta.bp, me.bp, jobs.bp, results.bp, stream.bp, datasets.bp, workers.bp):
         app.register_blueprint(bp, url_prefix=API_PREFIX + (bp.url_prefix or ""))
     app.register_blueprint(dashboard.bp)
     return app

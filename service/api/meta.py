@@ -1,11 +1,14 @@
-"""/api/v1/meta: what this server is and accepts (version, job statuses, limits), so
-clients such as the dashboard need not hard-code it. No token needed, like /health."""
+"""/api/v1/meta: what this server is and accepts (version, job statuses, limits, the
+metric series catalog), so clients such as the dashboard need not hard-code it. No
+token needed, like /health."""
 from __future__ import annotations
 
 from importlib.metadata import version
 from typing import Any
 
 from apiflask import APIBlueprint
+
+from nncore.series import CATALOG
 
 from ..store.status import JobStatus
 from .schemas import Meta
@@ -21,4 +24,5 @@ def meta() -> Any:
     settings = state().settings
     return Meta.model_validate({"version": version("trainyard"), "job_statuses": list(JobStatus),
                                 "limits": {**settings.spec_limits, "max_upload_bytes": settings.max_upload_bytes,
-                                           "max_predict_rows": settings.max_predict_rows}})
+                                           "max_predict_rows": settings.max_predict_rows},
+                               "series": [entry.as_dict() for entry in CATALOG]})

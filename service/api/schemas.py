@@ -12,9 +12,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidat
 
 from nncore.spec import DATA_KEYS, DEFAULT_LIMITS, LAYER_KEYS, MODEL_KEYS, TOP_LEVEL
 
+from ..store.metrics import MAX_METRICS_PAGE, MAX_POINTS, MIN_POINTS
 from ..store.models import Checkpoint, User
 from ..store.predict import Prediction
-from ..store.results import MAX_EVENTS_PAGE, MAX_METRICS_PAGE, MAX_POINTS, MIN_POINTS
+from ..store.results import MAX_EVENTS_PAGE
 from ..store.status import JobStatus
 from ..store.workers import WorkerView
 
@@ -50,7 +51,7 @@ SPEC_SCHEMA: dict[str, Any] = {
               retention=_closed(("keep_last", "keep_best", "best_metric")),
               early_stopping={"anyOf": [_closed(("monitor", "patience", "min_delta", "mode", "restore_best")),
                                         {"type": "null"}]},
-              metrics=_closed(("every_steps",))),
+              metrics=_closed(("every_steps", "raw_steps"))),
     "required": ["model", "loss", "data"],
 }
 
@@ -65,6 +66,8 @@ def iso(t: datetime | None) -> str | None:
 
 
 def _iso_time(value: Any) -> Any:
+    if isinstance(value, float):  # seconds since the epoch (metric points)
+        value = datetime.fromtimestamp(value, UTC)
     return iso(value) if isinstance(value, datetime) else value
 
 
@@ -251,16 +254,33 @@ class MetricsQuery(BaseModel):
     limit: int = Field(1000, ge=1, le=MAX_METRICS_PAGE, description="Points per page (ignored with max_points).")
     page_token: str | None = Field(None, max_length=500)
     max_points: int | None = Field(None, ge=MIN_POINTS, le=MAX_POINTS, description=(
-        "Downsample each series to at most this many points over the whole range, in one response: the first "
-        "and last points and each step range's minimum and maximum are kept, so spikes survive."))
+        "Each series in at most this many buckets of equal, aligned step ranges over the range, in one "
+        "response: each bucket's count, mean (value), min, max, first and last, so no spike is lost. Served "
+        "from rollups kept at write time: the cost follows the points returned, not the job's length."))
+
+
+class MetricsExportQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=1000, description="Comma-separated series names; default all.")
 
 
 class MetricPoint(_Out):
+    """A raw point, or with ``max_points`` a bucket of ``count`` points from ``step`` to
+    ``last_step`` whose ``value`` is their mean."""
+
     name: str
     step: int
     epoch: int
     value: float
     time: IsoTime
+    last_step: int | None = None
+    count: int | None = None
+    min: float | None = None
+    max: float | None = None
+    first: float | None = None
+    last: float | None = None
+    bucket_steps: int | None = Field(None, description="The step width of this series' buckets in the response.")
 
 
 class MetricsPage(_Page[MetricPoint]):
@@ -416,7 +436,18 @@ Limits = create_model(
     **{name: (int, Field(description="A job spec's limit (see the spec validator).")) for name in DEFAULT_LIMITS})
 
 
+class SeriesEntry(BaseModel):
+    name: str
+    per: str = Field(description="step or epoch")
+    better: str | None = Field(description="min or max; null for figures that are neither")
+    group: str = Field(description="series of a group share a chart")
+    label: str
+    key: str | None = Field(description="the epoch figure's name, as early_stopping.monitor takes it")
+    log_scale: bool
+
+
 class Meta(BaseModel):
     version: str = Field(description="The server's trainyard version.")
     job_statuses: list[StatusInfo] = Field(description="Every job status, in the order of a job's life.")
     limits: Limits  # type: ignore[valid-type]
+    series: list[SeriesEntry] = Field(description="The metric series a job can have (nncore.series).")

@@ -5,6 +5,8 @@ TRAINYARD_BROKER_URL     Celery broker; default the embedded SQLite broker under
 TRAINYARD_ARTIFACT_DIR   checkpoints and uploaded datasets; default ./var/artifacts
 TRAINYARD_MAX_UPLOAD_BYTES  largest request body (dataset uploads included); default 64 MiB
 TRAINYARD_LEASE_S        how long a worker's hold on a job lasts unrenewed, seconds; default 30
+TRAINYARD_STREAM_MAX_S   how long one event stream (GET /jobs/<id>/stream) stays open, seconds; default 120
+TRAINYARD_MAX_STREAMS    event streams one API process serves at once (0: none, clients poll); default 4
 """
 from __future__ import annotations
 
@@ -37,6 +39,15 @@ class Settings:
     #: a running attempt's lease lasts this long unrenewed (renewed every third of it); a
     #: worker that dies or freezes loses its job to another this long after its last renewal
     lease_s: float = 30.0
+    #: raw metric points kept for a job whose spec does not say: "all", "none" (rollups
+    #: only) or a number of the latest steps (``metrics.raw_steps`` in a spec)
+    metrics_raw_steps: str | int = "all"
+    #: an event stream closes itself after this long, seconds (its client reconnects with
+    #: Last-Event-ID), so a forgotten browser tab does not hold a server thread forever
+    stream_max_s: float = 120.0
+    #: event streams one API process serves at once; each holds one of its threads while
+    #: open (past it: 503 with Retry-After, and clients poll instead)
+    max_streams: int = 4
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -47,6 +58,12 @@ class Settings:
             optional["max_upload_bytes"] = _positive_int("TRAINYARD_MAX_UPLOAD_BYTES", limit)
         if lease := env.get("TRAINYARD_LEASE_S"):
             optional["lease_s"] = _positive_float("TRAINYARD_LEASE_S", lease)
+        if raw := env.get("TRAINYARD_METRICS_RAW_STEPS"):
+            optional["metrics_raw_steps"] = parse_raw_steps("TRAINYARD_METRICS_RAW_STEPS", raw)
+        if stream_s := env.get("TRAINYARD_STREAM_MAX_S"):
+            optional["stream_max_s"] = _positive_float("TRAINYARD_STREAM_MAX_S", stream_s)
+        if streams := env.get("TRAINYARD_MAX_STREAMS"):
+            optional["max_streams"] = _count("TRAINYARD_MAX_STREAMS", streams)
         settings = cls(
             database_url=env.get("TRAINYARD_DATABASE_URL") or f"sqlite:///{var / 'trainyard.sqlite'}",
             broker_url=env.get("TRAINYARD_BROKER_URL") or f"sqla+sqlite:///{var / 'broker.sqlite'}",
@@ -57,6 +74,25 @@ class Settings:
         if "artifact_dir" in overrides:
             overrides["artifact_dir"] = Path(overrides["artifact_dir"]).resolve()
         return replace(settings, **overrides)
+
+
+def parse_raw_steps(name: str, text: str) -> str | int:
+    if text in ("all", "none"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name} must be 'all', 'none' or a positive number of steps, got {text!r}")
+    return value
+
+
+def raw_steps_for(spec: dict[str, Any], settings: Settings) -> int | None:
+    """The raw points a job keeps, as ``SeriesWriter`` takes it: None all, 0 none, N
+    about the last N steps. The spec's ``metrics.raw_steps`` wins over the server's."""
+    value = (spec.get("metrics") or {}).get("raw_steps", settings.metrics_raw_steps)
+    return None if value == "all" else 0 if value == "none" else int(value)
 
 
 def _positive_float(name: str, text: str) -> float:
@@ -76,4 +112,14 @@ def _positive_int(name: str, text: str) -> int:
         value = 0
     if value < 1:
         raise ValueError(f"{name} must be a positive whole number of bytes, got {text!r}")
+    return value
+
+
+def _count(name: str, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{name} must be a whole number >= 0, got {text!r}")
     return value

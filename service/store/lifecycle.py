@@ -121,12 +121,14 @@ def add_event(session: Session, lease: Lease, kind: str, message: str, now: date
     session.commit()
 
 
-def set_progress(session: Session, lease: Lease, progress: dict[str, Any], now: datetime | None = None) -> None:
+def set_progress(session: Session, lease: Lease, progress: dict[str, Any], now: datetime | None = None,
+                 commit: bool = True) -> None:
     now = now or utcnow()
     if not _update(session, *_holds(lease, now), progress=progress, updated_at=now):
         session.rollback()
         raise LeaseLost(lease, "its progress was refused")
-    session.commit()
+    if commit:
+        session.commit()
 
 
 def finish(session: Session, lease: Lease, status: JobStatus, error: str | None = None,

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -152,7 +153,7 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     owner: Mapped[User] = relationship()
-    metrics: Mapped[list[Metric]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+    metric_blocks: Mapped[list[MetricBlock]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
     checkpoints: Mapped[list[Checkpoint]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
     events: Mapped[list[Event]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
 
@@ -161,19 +162,25 @@ class Job(Base):
         return self.status in FINISHED
 
 
-class Metric(Base):
-    __tablename__ = "metrics"
-    # series: one series by step; job_step: every series past a step (the dashboard's polls)
-    __table_args__ = (Index("ix_metrics_series", "job_id", "name", "step"),
-                      Index("ix_metrics_job_step", "job_id", "step"))
+class MetricBlock(Base):
+    """One block of one series at one level (``service.store.seriescodec``): level 0
+    the raw points of ``RAW_SPAN`` steps, level >= 1 rollup buckets. The columns
+    beside the payload are the block's own aggregate, so a series' extent and size
+    are read without decoding anything."""
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(String(64))
-    step: Mapped[int] = mapped_column(BigInteger)
-    epoch: Mapped[int] = mapped_column(Integer)
-    value: Mapped[float] = mapped_column(Float)
-    time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    __tablename__ = "metric_blocks"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    level: Mapped[int] = mapped_column(Integer, primary_key=True)
+    block: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    first_step: Mapped[int] = mapped_column(BigInteger)
+    last_step: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(BigInteger)
+    vmin: Mapped[float] = mapped_column(Float)
+    vmax: Mapped[float] = mapped_column(Float)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Checkpoint(Base):
@@ -190,6 +197,9 @@ class Checkpoint(Base):
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     is_best: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: every series' last bucket at each level when this checkpoint was taken: a resume
+    #: cuts the series back to exactly this (``service.store.metrics.cut_series``)
+    series_cut: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Event(Base):

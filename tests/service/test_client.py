@@ -68,7 +68,8 @@ def trained(api_server) -> Trained:
     run = Job(spec, out_dir=api_server.artifact_dir / "jobs" / str(job_id))
     run.run()
     rng = np.random.default_rng(4)
-    points = [(name, step, step // 10 + 1, float(rng.normal())) for step in range(1, 61)
+    # step series are stored as float32
+    points = [(name, step, step // 10 + 1, float(np.float32(rng.normal()))) for step in range(1, 61)
               for name in ("grad_norm", "loss")]
     points += [(name, step, step // 10, float(rng.uniform())) for step in range(10, 61, 10)
                for name in ("epoch_loss", "val_loss")]
@@ -103,9 +104,9 @@ def test_metrics_follow_every_page_and_downsample_in_one_answer(api_server, trai
     loss = [p for p in trained.points if p[0] == "loss"]
     small = c.metrics(trained.job_id, "loss", max_points=6)
     assert len(small) <= 6
-    assert small[0]["step"] == 1 and small[-1]["step"] == 60
-    assert max(p["value"] for p in small) == max(p[3] for p in loss)
-    assert min(p["value"] for p in small) == min(p[3] for p in loss)
+    assert small[0]["step"] == 1 and small[-1]["last_step"] == 60 and sum(p["count"] for p in small) == 60
+    assert max(p["max"] for p in small) == max(p[3] for p in loss)
+    assert min(p["min"] for p in small) == min(p[3] for p in loss)
 
 
 def test_download_streams_the_checkpoint_and_checks_its_sha256(api_server, trained, tmp_path, monkeypatch):

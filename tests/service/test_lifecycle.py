@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from service.store import lifecycle
 from service.store.errors import Conflict
 from service.store.lifecycle import Lease, LeaseLost
-from service.store.models import Checkpoint, Event, Job, Metric, utcnow
+from service.store.metrics import point_count
+from service.store.models import Checkpoint, Event, Job, utcnow
 from service.store.results import drop_checkpoint, reconcile_checkpoints, write_checkpoint, write_points
 from service.store.status import FINISHED, JobStatus
 from tests.inprocess import queued_job, store_sessions
@@ -312,7 +313,7 @@ def test_no_write_of_a_fenced_attempt_lands(sessions, tmp_path):
         with sessions() as s, pytest.raises(LeaseLost):
             write(s)
     with sessions() as s:
-        assert s.scalar(select(func.count()).select_from(Metric).where(Metric.job_id == job_id)) == 0
+        assert point_count(s, job_id) == 0
         assert s.scalar(select(func.count()).select_from(Checkpoint).where(Checkpoint.job_id == job_id)) == 0
     job = row(sessions, job_id)
     assert (job.status, job.attempts, job.lease_owner, job.progress) == ("running", 2, "w2", None)

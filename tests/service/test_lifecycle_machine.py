@@ -29,7 +29,8 @@ from service.store import lifecycle
 from service.store.db import make_engine, make_sessionmaker
 from service.store.errors import Conflict
 from service.store.lifecycle import LeaseLost
-from service.store.models import Event, Job, Metric, User, utcnow
+from service.store.metrics import point_count
+from service.store.models import Event, Job, User, utcnow
 from service.store.results import write_points
 from service.store.status import FINISHED, JobStatus
 
@@ -54,7 +55,7 @@ def make_machine(sessions):
             self.handed_out: list[int] = []
             self.max_restarts = max_restarts
             with sessions() as s:
-                self.points = s.scalar(select(func.count()).select_from(Metric))
+                self.points = point_count(s)
                 owner = s.scalar(select(User.id).where(User.name == "alice"))
                 job = Job(owner_id=owner, spec={}, status=JobStatus.QUEUED, max_restarts=max_restarts,
                           created_at=self.now)
@@ -158,7 +159,7 @@ def make_machine(sessions):
             live = [w for w, lease in self.leases.items() if self.holds(lease)]
             assert len(live) <= 1, live
             with sessions() as s:
-                points = s.scalar(select(func.count()).select_from(Metric))
+                points = point_count(s)
             assert points == self.points
             self.last = now
 

@@ -70,3 +70,13 @@ def test_client_and_cli_use_the_enum():
     assert result.exit_code == 2 and "'paused' is not a job status" in result.output
     assert ", ".join(s.value for s in JobStatus) in result.output
     assert "--status STATUSES" in CliRunner().invoke(main, ["jobs", "--help"]).output
+
+
+def test_meta_serves_the_series_catalog(app):
+    from nncore.series import CATALOG
+
+    series = app.test_client().get("/api/v1/meta").get_json()["series"]
+    assert [s["name"] for s in series] == [s.name for s in CATALOG]
+    loss = next(s for s in series if s["name"] == "val_loss")
+    assert loss == {"name": "val_loss", "per": "epoch", "better": "min", "group": "loss",
+                    "label": "loss (validation)", "key": "val_loss", "log_scale": True}

@@ -25,11 +25,12 @@ INPUTS = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.25, -0.5]]
 N_STEPS = 2000
 SPIKE_STEP, SPIKE = 1234, 50.0
 DIP_STEP, DIP = 777, -5.0
-DUPLICATE_STEP = 10  # written twice, as by a job resumed from a checkpoint
+DUPLICATE_STEP = 10  # written twice in one call: one point stands
 
 
 def loss_at(step: int) -> float:
-    return SPIKE if step == SPIKE_STEP else DIP if step == DIP_STEP else 1.0 / (1.0 + step / 100)
+    # a step series is stored as float32
+    return float(np.float32(SPIKE if step == SPIKE_STEP else DIP if step == DIP_STEP else 1.0 / (1.0 + step / 100)))
 
 
 @dataclass
@@ -98,7 +99,7 @@ def seed(api_server: InProcessApiServer) -> Seeded:
             session.commit()
     finally:
         engine.dispose()
-    return Seeded(job_id, early_id, empty_id, gone_id, paths, e_path, len(rows), ["queued", *messages])
+    return Seeded(job_id, early_id, empty_id, gone_id, paths, e_path, len(rows) - 1, ["queued", *messages])
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -161,7 +162,7 @@ def test_metric_pages_cover_every_point_exactly_once_in_step_order(api_server, s
     assert len(seen) == seeded.n_points
     keys = [(p["step"], p["name"]) for p in seen]
     assert keys == sorted(keys)
-    assert keys.count((DUPLICATE_STEP, "loss")) == 2
+    assert keys.count((DUPLICATE_STEP, "loss")) == 1
     assert set(keys) == {(i, "loss") for i in range(N_STEPS)} | {(i, "accuracy") for i in range(0, N_STEPS, 2)}
     assert all(p["value"] == loss_at(p["step"]) for p in seen if p["name"] == "loss")
 
@@ -175,17 +176,22 @@ def test_metric_filters_by_name_and_step_range(api_server, seeded):
     assert get(api_server, f"/jobs/{seeded.job_id}/metrics", name="nothing").json()["items"] == []
 
 
-def test_max_points_keeps_first_last_and_the_extremes_of_every_range(api_server, seeded):
+def test_max_points_gives_buckets_with_the_extremes_of_every_range(api_server, seeded):
     r = get(api_server, f"/jobs/{seeded.job_id}/metrics", name="loss", max_points=40)
     assert r.status_code == 200, r.text
-    points = r.json()["items"]
-    assert 20 < len(points) <= 40 and r.json()["next_page_token"] is None
-    steps = [p["step"] for p in points]
-    assert steps == sorted(steps)
-    assert steps[0] == 0 and steps[-1] == N_STEPS - 1
-    assert (SPIKE_STEP, SPIKE) in [(p["step"], p["value"]) for p in points]
-    assert (DIP_STEP, DIP) in [(p["step"], p["value"]) for p in points]
-    assert all(p["value"] == loss_at(p["step"]) for p in points)  # real points, not averages
+    buckets = r.json()["items"]
+    assert 20 < len(buckets) <= 40 and r.json()["next_page_token"] is None
+    assert buckets[0]["step"] == 0 and buckets[-1]["last_step"] == N_STEPS - 1
+    assert sum(b["count"] for b in buckets) == N_STEPS
+    width = buckets[0]["bucket_steps"]
+    loss = np.array([loss_at(i) for i in range(N_STEPS)])
+    for b in buckets:  # against NumPy over the bucket's aligned step range
+        assert b["step"] % width == 0 and b["last_step"] == min(b["step"] + width, N_STEPS) - 1
+        part = loss[b["step"]:b["last_step"] + 1]
+        assert (b["count"], b["min"], b["max"], b["first"], b["last"]) == \
+            (len(part), part.min(), part.max(), part[0], part[-1])
+        assert b["value"] == pytest.approx(part.mean(), rel=1e-12)
+    assert max(b["max"] for b in buckets) == SPIKE and min(b["min"] for b in buckets) == DIP
 
     # every series is reduced on its own; a series shorter than max_points comes whole
     both = get(api_server, f"/jobs/{seeded.job_id}/metrics", max_points=1500).json()["items"]

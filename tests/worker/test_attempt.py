@@ -17,7 +17,8 @@ from service.shared.settings import Settings
 from service.store import lifecycle
 from service.store.db import make_engine, make_sessionmaker
 from service.store.lifecycle import LeaseLost
-from service.store.models import Checkpoint, Job, Metric, utcnow
+from service.store.metrics import iter_points
+from service.store.models import Checkpoint, Job, utcnow
 from tests.inprocess import queued_job, store_sessions
 from worker.attempt import Attempt, Reporter
 
@@ -123,8 +124,7 @@ def test_the_reporter_writes_steps_epochs_and_progress_through_the_fence(db):
     finally:
         attempt.stop()
     with sessions() as s:
-        rows = s.execute(select(Metric.name, Metric.step, Metric.value).where(Metric.job_id == job_id)
-                         .order_by(Metric.step, Metric.name)).all()
+        rows = [(p["name"], p["step"], p["value"]) for p in iter_points(s, job_id, None)]
         progress = s.get(Job, job_id).progress
     names = {(n, st) for n, st, _ in rows}
     assert {("loss", 1), ("loss", 2), ("lr", 1), ("grad_norm", 2), ("epoch_loss", 2), ("val_loss", 2),

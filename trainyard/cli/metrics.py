@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from nncore.series import BY_NAME
+
 from . import _fail, main
 from .remote import _call, _table, _value, client_command
 
@@ -26,7 +28,8 @@ _PNG_POINTS = 2000
 
 
 def _is_epoch_series(name: str) -> bool:
-    return name.startswith(("epoch_", "val_"))
+    known = BY_NAME.get(name)
+    return known.per == "epoch" if known is not None else name.startswith(("epoch_", "val_"))
 
 
 def _series_order(names: set[str]) -> list[str]:
@@ -115,8 +118,20 @@ def _known_series(client: Any, job_id: int) -> str:
 
 
 def _xy(points: list[dict[str, Any]], name: str) -> tuple[list[float], list[float]]:
-    mine = [p for p in points if p["name"] == name]
-    return [p["step"] for p in mine], [p["value"] for p in mine]
+    """A series to draw: a bucket of many points as its min and its max (its spikes
+    stay visible), a raw point as itself."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for p in points:
+        if p["name"] != name:
+            continue
+        if (p.get("count") or 1) > 1:
+            xs += [p["step"], (p["step"] + p["last_step"]) / 2]
+            ys += [p["min"], p["max"]]
+        else:
+            xs.append(p["step"])
+            ys.append(p["value"])
+    return xs, ys
 
 
 
@@ -136,13 +151,22 @@ def _epoch_table(points: list[dict[str, Any]], names: list[str]) -> None:
     _table(["epoch", "step", *names], rows)
 
 
+def _of(point: dict[str, Any], field: str) -> float:
+    """A bucket's ``field`` (min, max, first, last); a raw point's value."""
+    value = point.get(field)
+    return point["value"] if value is None else value
+
+
 def _step_summary(points: list[dict[str, Any]], names: list[str], downsampled: bool) -> None:
     summary = []
     for name in names:
-        steps, values = _xy(points, name)
-        lo, hi = min(range(len(values)), key=values.__getitem__), max(range(len(values)), key=values.__getitem__)
-        summary.append([name, f"{len(values):,}", f"{steps[0]}-{steps[-1]}", _value(values[0]), _value(values[-1]),
-                        f"{_value(values[lo])} @{steps[lo]}", f"{_value(values[hi])} @{steps[hi]}"])
+        mine = [p for p in points if p["name"] == name]
+        low = min(mine, key=lambda p: _of(p, "min"))
+        high = max(mine, key=lambda p: _of(p, "max"))
+        count = sum(p.get("count") or 1 for p in mine)
+        summary.append([name, f"{count:,}", f"{mine[0]['step']}-{mine[-1].get('last_step') or mine[-1]['step']}",
+                        _value(_of(mine[0], "first")), _value(_of(mine[-1], "last")),
+                        f"{_value(_of(low, 'min'))} @{low['step']}", f"{_value(_of(high, 'max'))} @{high['step']}"])
     _table(["series", "points" + (" (downsampled)" if downsampled else ""), "steps", "first", "last", "min", "max"],
            summary, left=(0,))
     by_step: dict[int, dict[str, Any]] = {}

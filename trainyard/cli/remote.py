@@ -1,21 +1,21 @@
-"""Client verbs: the API from a shell (submit, jobs, status, cancel, checkpoints,
+"""Client verbs: the API from a shell (submit, jobs, status, logs, cancel, checkpoints,
 download, datasets, predict). Server and token from --url/--token or the environment."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from service.store.status import FINISHED, JobStatus
+from service.store.status import JobStatus
 
 from . import _duration, _fail, main
 
@@ -82,17 +82,30 @@ def _client(url: str, token: str | None) -> Any:
     return CommandClient(url, token)
 
 
-def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+@contextlib.contextmanager
+def _reported() -> Iterator[None]:
+    """A client error as the command's message and exit code (2: the input, 1: the rest)."""
     from ..client import ApiError, ChecksumError, NoSuchCheckpoint
 
     try:
-        return fn(*args, **kwargs)
+        yield
     except ApiError as exc:
         _fail(str(exc), 2 if exc.status in (400, 422) else 1)
     except (ConnectionError, NoSuchCheckpoint, ChecksumError) as exc:
         _fail(str(exc), 1)
     except ValueError as exc:  # input the client refused to send (NaN, say)
         _fail(str(exc), 2)
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    with _reported():
+        return fn(*args, **kwargs)
+
+
+def _follow(client: Any, job_id: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The job's status changes and events until it ends (``Client.stream``, no points)."""
+    with _reported():
+        yield from client.stream(job_id, names=[])
 
 
 def _job_line(job: dict[str, Any]) -> str:
@@ -137,31 +150,67 @@ def submit(spec_file: Path, priority: int, watch: bool, client: Any, as_json: bo
 
 def _watch(client: Any, job_id: int, as_json: bool) -> dict[str, Any]:
     tty = sys.stderr.isatty() and not as_json
-    while True:
-        job = _call(client.job, job_id)
-        p = job.get("progress") or {}
-        if tty and p.get("epochs"):
+    for event, data in _follow(client, job_id):
+        p = data.get("progress") or {}
+        if event == "status" and tty and p.get("epochs"):
             done = p["epoch"] / p["epochs"]
             bar = "#" * int(30 * done) + "-" * (30 - int(30 * done))
             eta = p.get("eta_s")
             # the latest epoch's figures, which the worker sends with the progress
             latest = p.get("metrics") or {}
             figures = "".join(f" {k} {latest[k]:.4f}" for k in ("loss", "val_loss", "val_accuracy") if k in latest)
-            sys.stderr.write(f"\rjob {job_id} {job['status']} [{bar}] epoch {p['epoch']}/{p['epochs']}{figures}"
+            sys.stderr.write(f"\rjob {job_id} {data['status']} [{bar}] epoch {p['epoch']}/{p['epochs']}{figures}"
                              + (f" eta {_duration(eta)}" if eta is not None else "") + "\033[K")
             sys.stderr.flush()
-        if job["status"] in FINISHED:
-            if tty:
-                sys.stderr.write("\r\033[K")
-            if as_json:
-                click.echo(json.dumps(job))
-            else:
-                val = (job.get("result") or {}).get("validation") or {}
-                extra = "  ".join(f"val_{k} {v:.4f}" for k, v in val.items() if isinstance(v, float))
-                click.echo(f"job {job_id} {job['status']}" + (f": {job['error']}" if job.get("error") else "")
-                           + (f"  {extra}" if extra else ""))
-            return job
-        time.sleep(0.5)
+    # the stream ended with the job; its result (the validation figures) is in the job
+    job = _call(client.job, job_id)
+    if tty:
+        sys.stderr.write("\r\033[K")
+    if as_json:
+        click.echo(json.dumps(job))
+    else:
+        val = (job.get("result") or {}).get("validation") or {}
+        extra = "  ".join(f"val_{k} {v:.4f}" for k, v in val.items() if isinstance(v, float))
+        click.echo(f"job {job_id} {job['status']}" + (f": {job['error']}" if job.get("error") else "")
+                   + (f"  {extra}" if extra else ""))
+    return job
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    return f"{_local_time(event['time'])}  {event['kind']:<6} {event['message']}"
+
+
+@main.command()
+@click.argument("job_id", type=int)
+@click.option("-f", "--follow", is_flag=True,
+              help="Keep printing events as they happen until the job ends, then its final status; "
+                   "exit 0 if it succeeded, 1 otherwise.")
+@client_command()
+def logs(job_id: int, follow: bool, client: Any, as_json: bool) -> None:
+    """Print a job's events (state changes, log lines), oldest first."""
+    show = (lambda e: click.echo(json.dumps(e))) if as_json else (lambda e: click.echo(_event_line(e)))
+    if not follow:
+        after: int | None = None
+        while True:
+            page = _call(client.events, job_id, after, 1000)
+            for event in page["items"]:
+                show(event)
+            if page["next_after_id"] is None:
+                return
+            after = page["next_after_id"]
+    status: dict[str, Any] = {}
+    for name, data in _follow(client, job_id):
+        if name == "log":
+            show(data)
+        elif name == "status":
+            status = data
+        elif name == "end":
+            status = {**status, **data}
+    if as_json:
+        click.echo(json.dumps({"id": job_id, "status": status["status"], "error": status.get("error")}))
+    else:
+        click.echo(f"job {job_id} {status['status']}" + (f": {status['error']}" if status.get("error") else ""))
+    sys.exit(0 if status["status"] == JobStatus.SUCCEEDED else 1)
 
 
 @main.command()
