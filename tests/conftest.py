@@ -233,8 +233,9 @@ def start_api_server(kind: str, tmp: Path, postgres_url: str | None,
         try:
             if requests.get(server.api + "/health", timeout=1).status_code in (200, 503):
                 return server
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a loaded machine answers late
             time.sleep(0.1)
+    stop_api_server(server)  # not left behind holding the test run's pipes
     raise RuntimeError(f"the API server did not start: {(tmp / 'api.log').read_text()[-2000:]}")
 
 

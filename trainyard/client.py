@@ -146,7 +146,7 @@ class Client:
                after_step: int = -1, after_event: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
         """Follow a job live: ``(event, data)`` pairs until the job has ended.
 
-        - ``("status", {"status", "progress", "error", "updated_at"})`` first and on every change;
+        - ``("status", {"status", "progress", "error", "updated_at", "attempts"})`` first and on every change;
         - ``("log", {"id", "time", "kind", "message"})`` for each event, in order;
         - ``("points", {"items": [...]})``: metric points as GET /metrics gives them, in
           buckets of ``bucket_steps`` (1: raw points); a bucket may come again, fuller:
@@ -205,7 +205,7 @@ class Client:
         while True:
             # the job first: once it says finished, all it wrote before is in the reads below
             job = self.job(job_id)
-            now = {k: job.get(k) for k in ("status", "progress", "error", "updated_at")}
+            now = {k: job.get(k) for k in ("status", "progress", "error", "updated_at", "attempts")}
             if now != status:
                 status = now
                 yield "status", now

@@ -21,9 +21,12 @@ class _Gunicorn(BaseApplication):
         return self.application
 
 
-def serve(settings: Settings, host: str, port: int, workers: int = 2, threads: int = 4,
+def serve(settings: Settings, host: str, port: int, workers: int = 2, threads: int | None = None,
           access_log: bool = True) -> None:
-    """Migrate the database to head, re-enqueue jobs the broker missed, and serve the API."""
+    """Migrate the database to head, re-enqueue jobs the broker missed, and serve the API.
+
+    Each event stream holds a thread while it is open (``Settings.max_streams`` of them
+    at most a process), so a process gets 4 threads for requests on top of those."""
     from service.api import create_app
     from service.shared.queue import Enqueuer, enqueue_pending, prepare_broker
     from service.store.db import make_engine, make_sessionmaker
@@ -36,6 +39,7 @@ def serve(settings: Settings, host: str, port: int, workers: int = 2, threads: i
         enqueue_pending(session, Enqueuer(settings.broker_url, settings.broker_timeout_s))
     engine.dispose()
     app = create_app(settings)
+    threads = threads or 4 + settings.max_streams
     _Gunicorn(app, {"bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": "gthread",
                     "accesslog": "-" if access_log else None, "loglevel": "info" if access_log else "warning",
                     "timeout": 60, "graceful_timeout": 10,

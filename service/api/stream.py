@@ -118,8 +118,10 @@ class Follower:
         # before finishing is visible to the reads below
         finished = job.status in FINISHED
         out: list[str] = []
+        # attempts: a new attempt resumed from a checkpoint and replaced what the last
+        # one wrote past it, so a client that drew those points reloads them
         status = {"status": job.status, "progress": job.progress, "error": job.error,
-                  "updated_at": iso(job.updated_at)}
+                  "updated_at": iso(job.updated_at), "attempts": job.attempts}
         if status != self.status:
             self.status = status
             out.append(self._message("status", status))
@@ -226,9 +228,11 @@ def _message_schema(event: str, data: dict[str, Any]) -> dict[str, Any]:
         "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data}}}
 
 
-_STATUS_DATA = {"type": "object", "required": ["status", "progress", "error", "updated_at"], "properties": {
-    "status": {"enum": [s.value for s in JobStatus]}, "progress": {"type": ["object", "null"]},
-    "error": {"type": ["string", "null"]}, "updated_at": {"type": "string"}}}
+_STATUS_DATA = {"type": "object", "required": ["status", "progress", "error", "updated_at", "attempts"],
+                "properties": {
+                    "status": {"enum": [s.value for s in JobStatus]}, "progress": {"type": ["object", "null"]},
+                    "error": {"type": ["string", "null"]}, "updated_at": {"type": "string"},
+                    "attempts": {"type": "integer"}}}
 _SSE_RESPONSE = {
     "description": "`retry`, then `status`, `log`, `points` and finally `end` messages, each with "
                    "`id: <last event id>.<largest step>` (send it back as Last-Event-ID to resume), and "

@@ -170,7 +170,7 @@ def test_status_events_and_points_arrive_in_order_with_their_ids(api_server):
     assert r.text.startswith("retry: 2000\n\n") and loose == ["retry: 2000"]
     status = messages[0]
     assert status.event == "status" and status.data["status"] == "running"
-    assert set(status.data) == {"status", "progress", "error", "updated_at"}
+    assert set(status.data) == {"status", "progress", "error", "updated_at", "attempts"}
     assert status.data["updated_at"].endswith("Z")
     # every event once, in id order, shaped as GET /events shows it
     assert events_of(messages) == all_events(api_server, job.job_id)
