@@ -17,6 +17,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +32,7 @@ from service.store.db import unreachable
 from service.store.lifecycle import Lease, LeaseLost
 from service.store.metrics import SeriesWriter
 from service.store.models import Job
-from service.store.results import drop_checkpoint, write_checkpoint, write_series
+from service.store.results import Listed, Unlisted, write_outputs
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +100,6 @@ class Attempt:
         that wakes up can then never overwrite (or delete) a live attempt's file."""
         return f"-a{self.lease.attempt}"
 
-    def drop_checkpoint(self, epoch: int, path: Path) -> None:
-        """Retention: unlist the checkpoint, then delete its file."""
-        self.write(lambda s: drop_checkpoint(s, self.lease, epoch), "checkpoint removal")
-        path.unlink(missing_ok=True)
-
     def renew(self) -> None:
         started = time.monotonic()
         with self.sessions() as s:
@@ -159,8 +155,9 @@ class Reporter(Callback):
     The training thread only writes a row into preallocated NumPy columns; the writer
     thread takes the filled columns (a swap under a lock), hands each series to the
     attempt's :class:`SeriesWriter` and writes the blocks that changed. A checkpoint is
-    listed through :meth:`checkpoint`, in the transaction that makes every point up to
-    its step durable (the writer is paused meanwhile), so a resume finds no gap."""
+    listed through :meth:`checkpoint`: the writer lists it in the transaction that makes
+    every point up to its step durable, so a resume from it finds no gap, while the
+    training thread goes on."""
 
     wants_grad_norm = True
 
@@ -170,8 +167,10 @@ class Reporter(Callback):
         self.series = SeriesWriter(self.job_id, raw_steps)
         with attempt.sessions() as s:  # a read: the series as the resume cut left them
             self.series.load(s)
-        self._cols, self._spare = _StepColumns(), _StepColumns()
+        self._cols = _StepColumns()
         self._epochs: list[dict[str, float]] = []
+        #: checkpoint rows to list and to remove, each with the figures recorded before it
+        self._ops: list[tuple[_StepColumns, list[dict[str, float]], Listed | Unlisted]] = []
         self._lock = threading.Lock()
         self._io = threading.Lock()
         self._wake = threading.Event()
@@ -210,15 +209,16 @@ class Reporter(Callback):
         # no wake-up here: a write per epoch would cost fast jobs more than their training
         self._progress = (int(logs["epoch"]), int(logs["step"]))
 
-    def _drain(self) -> None:
-        """Hand what the training thread recorded to the series writer (under ``_io``)."""
-        with self._lock:
-            # swapping the columns is atomic under the lock; the loop fills the spare
-            cols, self._cols = self._cols, self._spare
-            self._spare = cols
-            epochs, self._epochs = self._epochs, []
+    def _take(self) -> tuple[_StepColumns, list[dict[str, float]]]:
+        """What the training thread recorded so far (call under ``_lock``): fresh columns
+        take its place."""
+        cols, self._cols = self._cols, _StepColumns()
+        epochs, self._epochs = self._epochs, []
+        return cols, epochs
+
+    def _feed(self, cols: _StepColumns, epochs: list[dict[str, float]]) -> None:
+        """Hand recorded figures to the series writer (under ``_io``)."""
         a = cols.a[:cols.n]
-        cols.n = 0
         if len(a):
             steps, epoch_no, times = a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2]
             for i, name in enumerate(_StepColumns.NAMES):
@@ -228,13 +228,16 @@ class Reporter(Callback):
                     self.series.append(name, steps, epoch_no, times, values)
                 elif ok.any():
                     self.series.append(name, steps[ok], epoch_no[ok], times[ok], values[ok])
+        by_series: dict[str, list[tuple[int, int, float, float]]] = {}
         for logs in epochs:
             epoch, step, when = int(logs["epoch"]), int(logs["step"]), float(logs["time"])
             for key, value in logs.items():
                 if key in EPOCH_POSITION or not isinstance(value, (int, float)) or not math.isfinite(value):
                     continue
-                self.series.append(series_name(key), np.array([step]), np.array([epoch]), np.array([when]),
-                                   np.array([float(value)]))
+                by_series.setdefault(series_name(key), []).append((step, epoch, when, float(value)))
+        for name, rows in by_series.items():  # one append a series: each costs the same for 1 point or 1000
+            step_, epoch_, when_, value_ = zip(*rows, strict=True)
+            self.series.append(name, np.array(step_), np.array(epoch_), np.array(when_), np.array(value_))
 
     def _progress_doc(self) -> dict[str, Any] | None:
         if self._progress is None:
@@ -253,26 +256,46 @@ class Reporter(Callback):
 
     def _write(self) -> None:
         with self._io:
-            self._drain()
+            with self._lock:  # one cut of both, so the figures stay in the order they came
+                ops, self._ops = self._ops, []
+                rest = self._take()
+            changes: list[Listed | Unlisted] = []
+            for cols, epochs, change in ops:
+                self._feed(cols, epochs)
+                # the series as of this checkpoint's step: what a resume from it starts from
+                changes.append(replace(change, cut=self.series.cut()) if isinstance(change, Listed) else change)
+            self._feed(*rest)
             progress = self._progress_doc()
-            if not self.series.pending and progress is None:
+            if not changes and not self.series.pending and progress is None:
                 return
             lease = self.attempt.lease
-            self.attempt.write(lambda s: write_series(s, lease, self.series, progress), "metrics")
+            try:
+                removed = self.attempt.write(lambda s: write_outputs(s, lease, self.series, changes, progress),
+                                             "metrics")
+            except LeaseLost:
+                for c in changes:  # refused rows take their files with them
+                    if isinstance(c, Listed):
+                        c.path.unlink(missing_ok=True)
+                raise
+            for path in removed:
+                path.unlink(missing_ok=True)
 
     def checkpoint(self, epoch: int, step: int, path: Path, digest: str, metrics: dict[str, Any],
                    is_best: bool) -> None:
-        """List a checkpoint file the attempt wrote, with every point up to ``step`` and
-        the series' cut in the same transaction; a refused row takes its file with it."""
-        with self._io:
-            self._drain()
-            lease = self.attempt.lease
-            try:
-                self.attempt.write(lambda s: write_checkpoint(s, lease, epoch, step, path, digest, metrics, is_best,
-                                                              self.series), "checkpoint row")
-            except LeaseLost:
-                path.unlink(missing_ok=True)
-                raise
+        """List a checkpoint file the attempt wrote: the writer thread does it at its next
+        write, in the transaction that writes every point recorded before this call (so
+        all points up to ``step``) and the series' cut; training goes on meanwhile."""
+        self._queue(Listed(epoch, step, path, digest, dict(metrics), is_best))
+
+    def drop_checkpoint(self, epoch: int, path: Path) -> None:
+        """Retention: unlist the checkpoint (after every row listed before it), then
+        delete its file."""
+        self._queue(Unlisted(epoch, path))
+
+    def _queue(self, change: Listed | Unlisted) -> None:
+        with self._lock:
+            cols, epochs = self._take()
+            self._ops.append((cols, epochs, change))
 
     def _write_loop(self) -> None:
         while not self._done.is_set():

@@ -60,7 +60,7 @@ def run_distributed(attempt: Attempt, spec: dict[str, Any], out_dir: Path, data_
                 reporter.checkpoint(ev["epoch"], ev["step"], Path(ev["path"]), ev["sha256"],
                                     ev.get("metrics") or {}, ev.get("is_best", False))
             elif kind == "checkpoint_deleted":
-                attempt.drop_checkpoint(ev["epoch"], Path(ev["path"]))
+                reporter.drop_checkpoint(ev["epoch"], Path(ev["path"]))
             elif kind == "summary":
                 seen["summary"] = ev
             elif kind == "error":

@@ -49,7 +49,6 @@ def upgrade() -> None:
         sa.Column('vmin', sa.Float(), nullable=False),
         sa.Column('vmax', sa.Float(), nullable=False),
         sa.Column('payload', sa.LargeBinary(), nullable=False),
-        sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], name=op.f('fk_metric_blocks_job_id_jobs'),
                                 ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('job_id', 'name', 'level', 'block', name=op.f('pk_metric_blocks')),

@@ -6,8 +6,6 @@
 const API = "/api/v1";
 const TOKEN_KEY = "trainyard.token";
 const REFRESH_MS = 2000;
-// points per series asked of the server; it keeps each range's first, last, min and max
-const MAX_POINTS = 800;
 // new points fetched per poll at most (the rest comes with the next poll)
 const NEW_POINTS_PAGE = 10000;
 // The server's job statuses, in the order of a job's life, and those that are final:
@@ -16,7 +14,8 @@ const STATUSES = [];
 const FINISHED = new Set();
 const COLORS = ["#1f6feb", "#e8710a", "#12a150", "#b42318", "#7c3aed", "#0e7490"];
 
-const app = { token: localStorage.getItem(TOKEN_KEY), user: null, meta: null, timer: null, cleanup: [], generation: 0 };
+const app = { token: localStorage.getItem(TOKEN_KEY), user: null, meta: null, timer: null, cleanup: [], generation: 0,
+              noStream: false };
 
 class ApiError extends Error {
   constructor(status, problem) {
@@ -98,24 +97,6 @@ function bytes(n) {
   if (n < 1024) return `${n} B`;
   if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
   return `${(n / 1024 ** 2).toFixed(1)} MiB`;
-}
-
-// The server's reduction, done here on points already loaded: the first and last
-// point and each of the equal step ranges' lowest and highest, so spikes survive.
-function downsample(points, maxPoints) {
-  const first = points[0];
-  const last = points[points.length - 1];
-  const buckets = Math.max(1, Math.floor((maxPoints - 2) / 2));
-  const span = last[0] - first[0] + 1;
-  const low = new Map();
-  const high = new Map();
-  for (const p of points) {
-    const b = Math.floor(((p[0] - first[0]) * buckets) / span);
-    if (!low.has(b) || p[2] < low.get(b)[2]) low.set(b, p);
-    if (!high.has(b) || p[2] > high.get(b)[2]) high.set(b, p);
-  }
-  const kept = new Set([first, last, ...low.values(), ...high.values()]);
-  return points.filter((p) => kept.has(p));
 }
 
 const badge = (text, kind = text) => h("span", { class: `badge ${kind}` }, text);
@@ -304,27 +285,186 @@ function jobsView(main) {
   return refresh;
 }
 
+// -- metric buckets -------------------------------------------------------------------------
+// A series is a list of buckets in step order, as /metrics?max_points and the stream send
+// them: {step (its first), last_step, epoch, count, value (mean), min, max, first, last,
+// bucket_steps}, each the points of one aligned range of bucket_steps steps. A raw point
+// (a /metrics page) is a bucket of one.
+
+function asBucket(p) {
+  if (p.count !== undefined && p.count !== null) return p;
+  return { step: p.step, last_step: p.step, epoch: p.epoch, count: 1, value: p.value, min: p.value, max: p.value,
+           first: p.value, last: p.value, bucket_steps: 1 };
+}
+
+// A bucket from the stream: one with the same first step is a fuller version of a bucket
+// already shown and replaces it.
+function putBucket(list, b) {
+  let i = list.length;
+  while (i > 0 && list[i - 1].step > b.step) i -= 1;
+  if (i > 0 && list[i - 1].step === b.step) list[i - 1] = b;
+  else list.splice(i, 0, b);
+}
+
+// The step width a series is followed at: its buckets', or 1 where every bucket holds one
+// point (a short series comes as its points, whatever width its buckets were cut at).
+function bucketWidth(list) {
+  return list.length && list.some((b) => b.count > 1) ? list[list.length - 1].bucket_steps : 1;
+}
+
+// A raw point from a poll, into a series shown in buckets of `width` steps: the last
+// bucket takes it while the point falls in its range, else it starts the next one.
+function foldPoint(list, p, width) {
+  const last = list[list.length - 1];
+  if (last && p.step <= last.last_step) return;
+  if (last && width > 1 && Math.floor(last.step / width) === Math.floor(p.step / width)) {
+    const count = last.count + 1;
+    list[list.length - 1] = { ...last, last_step: p.step, count, value: last.value + (p.value - last.value) / count,
+                              min: Math.min(last.min, p.value), max: Math.max(last.max, p.value), last: p.value };
+  } else {
+    list.push({ ...asBucket(p), bucket_steps: width });
+  }
+}
+
+// -- a job's live stream ---------------------------------------------------------------------
+
+// GET /jobs/<id>/stream (Server-Sent Events) read through fetch, since EventSource cannot
+// send the token. After a drop it reconnects with Last-Event-ID, after the server's
+// `retry`; `refused(status)` when there is no stream for us (404: a server without it,
+// 503: at capacity, 0: it keeps dropping), so the page polls instead.
+class EventStream {
+  constructor(path, { message, refused }) {
+    this.path = path;
+    this.message = message;
+    this.refused = refused;
+    this.controller = new AbortController();
+    this.lastId = null;
+    this.retryMs = 2000;
+    this.closed = false;
+    // whether the connection being read has brought a message
+    this.got = false;
+  }
+
+  stop() {
+    this.closed = true;
+    this.controller.abort();
+  }
+
+  async run() {
+    let failures = 0;
+    while (!this.closed) {
+      const headers = { Accept: "text/event-stream", Authorization: `Bearer ${app.token}` };
+      if (this.lastId) headers["Last-Event-ID"] = this.lastId;
+      let outcome = "dropped";
+      this.got = false;
+      try {
+        const resp = await fetch(API + this.path, { headers, signal: this.controller.signal, cache: "no-store" });
+        if (!resp.ok) {
+          resp.body?.cancel();
+          if (resp.status === 401 && app.user) signOut("Your token is no longer accepted; sign in again.");
+          if (!this.closed) this.refused(resp.status);
+          return;
+        }
+        outcome = await this.read(resp.body);
+      } catch (err) {
+        if (this.closed) return;
+      }
+      if (this.closed || outcome === "end") return;
+      failures = this.got ? 0 : failures + 1;
+      if (failures >= 3) { this.refused(0); return; }
+      await new Promise((resolve) => setTimeout(resolve, this.retryMs));
+    }
+  }
+
+  // "end" after the end message, else "closed" when the server closed the connection
+  async read(body) {
+    const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    let event = "";
+    let data = [];
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return "closed";
+      buffer += value;
+      const lines = buffer.split("\n");
+      buffer = lines.pop();
+      for (const raw of lines) {
+        const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+        if (line === "") {
+          if (data.length) {
+            this.got = true;
+            const type = event || "message";
+            let payload = null;
+            try { payload = JSON.parse(data.join("\n")); } catch { console.warn("stream: not JSON", type); }
+            if (payload !== null && !this.closed) this.message(type, payload);
+            if (type === "end") { reader.cancel(); return "end"; }
+          }
+          event = "";
+          data = [];
+          continue;
+        }
+        if (line.startsWith(":")) continue;
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        let v = colon < 0 ? "" : line.slice(colon + 1);
+        if (v.startsWith(" ")) v = v.slice(1);
+        if (field === "event") event = v;
+        else if (field === "data") data.push(v);
+        else if (field === "id") this.lastId = v;
+        else if (field === "retry" && /^\d+$/.test(v)) this.retryMs = Number(v);
+      }
+    }
+  }
+}
+
 // -- one job --------------------------------------------------------------------------------
 
-// Charts of a job: which series go together, and what the x axis counts.
-const CHARTS = [
-  { id: "loss", title: "Loss", x: "step", series: ["loss", "epoch_loss", "val_loss"],
-    labels: { loss: "batch loss", epoch_loss: "train (epoch mean)", val_loss: "validation" } },
-  { id: "accuracy", title: "Accuracy", x: "epoch", series: ["epoch_accuracy", "val_accuracy"],
-    labels: { epoch_accuracy: "train", val_accuracy: "validation" } },
-  { id: "r2", title: "R²", x: "epoch", series: ["epoch_r2", "val_r2"], labels: { epoch_r2: "train", val_r2: "validation" } },
-  { id: "mae", title: "Mean absolute error", x: "epoch", series: ["epoch_mae", "val_mae"],
-    labels: { epoch_mae: "train", val_mae: "validation" } },
-  { id: "lr", title: "Learning rate", x: "step", series: ["lr"], labels: { lr: "learning rate" } },
-  { id: "grad_norm", title: "Gradient norm", x: "step", series: ["grad_norm"], labels: { grad_norm: "‖∇‖" } },
-];
+// The job page's charts, from the series catalog of /meta: a chart per group, drawn
+// against the step when any of its series is a step series, else against the epoch.
+function chartGroups() {
+  const groups = new Map();
+  for (const s of app.meta.series || []) {
+    if (!groups.has(s.group)) groups.set(s.group, []);
+    groups.get(s.group).push(s);
+  }
+  return [...groups].map(([id, entries]) => chartGroup(id, entries));
+}
+
+function chartGroup(id, entries) {
+  // "loss (batch)", "loss (validation)" -> "Loss"; "MAE (…)", "RMSE (…)" -> "MAE / RMSE"
+  const names = [...new Set(entries.map((s) => s.label.replace(/\s*\(.*\)$/, "")))];
+  const title = names.join(" / ");
+  return { id, entries, title: title.charAt(0).toUpperCase() + title.slice(1),
+           x: entries.some((s) => s.per === "step") ? "step" : "epoch", log: entries.some((s) => s.log_scale) };
+}
+
+// A series the catalog does not list gets a chart of its own, against the step.
+const uncataloged = (name) => chartGroup(name, [{ name, per: "step", group: name, label: name, log_scale: false }]);
+
+// uPlot's own y range (10% padding), except that extremes equal but for rounding (a
+// float32 step series beside its float64 epoch series: lr 0.0099999998 and 0.01) count
+// as one value; uPlot would otherwise make a range of width 0 and draw nothing.
+const SOFT = { mode: 3, pad: 0.1 };
+function linearRange(u, min, max) {
+  if (min !== null && max - min <= 1e-6 * Math.max(Math.abs(min), Math.abs(max))) min = max = (min + max) / 2;
+  return uPlot.rangeNum(min, max, { min: SOFT, max: SOFT });
+}
 
 class Chart {
-  constructor(spec, container) {
-    this.spec = spec;
+  // onZoom(from, to) after a drag over the plot, onReset() after a double-click
+  constructor(group, container, { onZoom, onReset }) {
+    this.group = group;
     this.container = container;
+    this.onZoom = onZoom;
+    this.onReset = onReset;
     this.plot = null;
     this.key = "";
+    this.log = false;
+    // what is drawn, for the tests: name -> buckets, and name -> {value, min, max}, the
+    // columns of plot.data holding its mean and its band's edges
+    this.buckets = {};
+    this.layout = {};
+    this.range = null;
     // follow the container's width (window resizes, panels shown after the first draw)
     this.observer = new ResizeObserver(() => {
       if (this.plot && this.plot.width !== this.size().width) this.plot.setSize(this.size());
@@ -336,50 +476,101 @@ class Chart {
     return { width: Math.max(300, this.container.clientWidth), height: 240 };
   }
 
-  // points: {name: [[x, y], ...]}
-  update(points) {
-    const names = this.spec.series.filter((n) => points[n] && points[n].length);
-    const total = names.reduce((sum, n) => sum + points[n].length, 0);
+  setLog(on) {
+    this.log = on;
+    this.container.dataset.log = on ? "1" : "0";
+    this.update(this.buckets, this.range);
+  }
+
+  // series: {name: buckets}; range: [from, to] of x to show, or null for all of it
+  update(series, range = null) {
+    const entries = this.group.entries.filter((s) => series[s.name] && series[s.name].length);
+    this.buckets = Object.fromEntries(entries.map((s) => [s.name, series[s.name]]));
+    this.range = range;
+    const byStep = this.group.x === "step";
+    const xOf = byStep ? (b) => b.step : (b) => b.epoch;
+    const total = entries.reduce((sum, s) => sum + series[s.name].length, 0);
     this.container.dataset.points = String(total);
-    this.container.dataset.series = names.join(",");
+    this.container.dataset.series = entries.map((s) => s.name).join(",");
     // how far the curve reaches (the tests watch it grow)
-    this.container.dataset.lastX = String(Math.max(-1, ...names.map((n) => points[n][points[n].length - 1][0])));
-    if (!names.length) {
+    this.container.dataset.lastX = String(Math.max(-1, ...entries.map((s) => {
+      const last = series[s.name][series[s.name].length - 1];
+      return byStep ? last.last_step : last.epoch;
+    })));
+    this.container.dataset.zoom = range ? `${range[0]}-${range[1]}` : "";
+    if (!entries.length) {
       if (this.plot) { this.plot.destroy(); this.plot = null; this.key = ""; }
       if (!this.container.querySelector(".empty")) {
         this.container.replaceChildren(h("div", { class: "empty" }, "No points yet"));
       }
       return false;
     }
-    const tables = names.map((n) => [points[n].map((p) => p[0]), points[n].map((p) => p[1])]);
-    const data = names.length === 1 ? tables[0] : uPlot.join(tables);
-    const key = names.join(",");
+    // a log scale cannot show values <= 0: those become gaps
+    const y = this.log ? (v) => (v > 0 ? v : null) : (v) => v;
+    const tables = [];
+    this.layout = {};
+    let column = 1;
+    for (const s of entries) {
+      const bs = series[s.name];
+      const table = [bs.map(xOf), bs.map((b) => y(b.value))];
+      this.layout[s.name] = { value: column++ };
+      // a band from each bucket's min to its max where buckets hold more than one point
+      if (bs.some((b) => b.count > 1)) {
+        table.push(bs.map((b) => y(b.min)), bs.map((b) => y(b.max)));
+        Object.assign(this.layout[s.name], { min: column++, max: column++ });
+      }
+      tables.push(table);
+    }
+    const data = tables.length === 1 ? tables[0] : uPlot.join(tables);
+    const key = [this.log, ...entries.map((s) => `${s.name}${this.layout[s.name].min ? "±" : ""}`)].join(",");
     if (this.plot && key === this.key) {
       this.plot.setData(data);
-      return true;
+    } else {
+      this.create(entries, data);
+      this.key = key;
     }
+    if (range) this.plot.setScale("x", { min: range[0], max: range[1] });
+    return true;
+  }
+
+  create(entries, data) {
     if (this.plot) this.plot.destroy();
     this.container.replaceChildren();
-    this.key = key;
-    const sparse = names.length > 1;
+    const sparse = entries.length > 1;
+    const value = (u, v) => num(v);
+    const series = [{ label: this.group.x, value: (u, v) => (v === null || v === undefined ? "–" : num(v)) }];
+    const bands = [];
+    for (const s of entries) {
+      const color = COLORS[this.group.entries.indexOf(s) % COLORS.length];
+      const { min, max } = this.layout[s.name];
+      series.push({ label: s.label, stroke: color, width: s.per === "step" ? 1 : 2, spanGaps: sparse,
+                    points: { show: s.per === "step" ? false : undefined }, value });
+      if (min) {
+        for (const edge of ["min", "max"]) {
+          series.push({ label: `${s.label} ${edge}`, stroke: `${color}55`, width: 1, spanGaps: sparse,
+                        points: { show: false }, value });
+        }
+        bands.push({ series: [max, min], fill: `${color}26` });
+      }
+    }
     this.plot = new uPlot({
       ...this.size(),
-      scales: { x: { time: false } },
-      axes: [{ label: this.spec.x }, { size: 60 }],
-      cursor: { drag: { x: true, y: false } },
-      series: [
-        { label: this.spec.x, value: (u, v) => (v === null || v === undefined ? "–" : num(v)) },
-        ...names.map((n, i) => ({
-          label: this.spec.labels[n] || n,
-          stroke: COLORS[this.spec.series.indexOf(n) % COLORS.length],
-          width: n === "loss" ? 1 : 2,
-          spanGaps: sparse,
-          points: { show: n !== "loss" && n !== "lr" && n !== "grad_norm" ? undefined : false },
-          value: (u, v) => num(v),
-        })),
-      ],
+      scales: { x: { time: false }, y: this.log ? { distr: 3 } : { range: linearRange } },
+      axes: [{ label: this.group.x }, { size: 60 }],
+      // a drag selects a range and asks onZoom for it, instead of uPlot zooming by itself
+      cursor: { drag: { x: true, y: false, setScale: false } },
+      hooks: {
+        setSelect: [(u) => {
+          const { left, width } = u.select;
+          if (width < 3) return;
+          u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+          this.onZoom(u.posToVal(left, "x"), u.posToVal(left + width, "x"));
+        }],
+      },
+      series,
+      bands,
     }, data, this.container);
-    return true;
+    this.plot.over.addEventListener("dblclick", () => this.onReset());
   }
 
   destroy() {
@@ -395,20 +586,28 @@ function jobView(main, id) {
   const facts = h("dl", { class: "facts" });
   const bar = h("div");
   const errorBox = h("div");
-  const chartGrid = h("div", { class: "grid" });
+  const chartGrid = h("div", { class: "grid", id: "charts" });
   const checkpoints = h("tbody");
   const events = h("tbody");
   const spec = h("pre", { class: "spec" });
+  const groups = chartGroups();
   const charts = new Map();
+  const generation = app.generation;
   let job = null;
   let lastEventId = 0;
   let specShown = false;
   let metricsDone = false;
-  // per series: [step, epoch, value] in step order; the largest step fetched so far
-  const series = {};
-  let lastStep = -1;
+  // per series, its buckets over the whole job (growing while it runs); the zoomed step
+  // range of the step charts and its buckets; the points asked per series
+  const overview = {};
+  let zoom = null;
+  let zoomSeq = 0;
+  let maxPoints = 0;
+  let loaded = false;
+  // the live streams while they run (one per bucket width), and whether to draw soon
+  let streams = [];
+  let drawQueued = false;
 
-  app.cleanup.push(() => { for (const { chart } of charts.values()) chart.destroy(); });
   main.replaceChildren(
     h("div", { class: "crumbs" }, h("a", { href: "#/" }, "Jobs"), ` / ${id}`),
     h("div", { class: "toolbar" }, title, status, h("span", { class: "spacer" }), cancel),
@@ -424,12 +623,38 @@ function jobView(main, id) {
           ["Time", "Kind", "Message"].map((c) => h("th", {}, c)))), events)))),
     h("details", { class: "panel", open: true }, h("summary", {}, "Spec"), h("div", { style: "height:10px" }), spec));
 
-  for (const c of CHARTS) {
-    const container = h("div", { class: "chart", id: `chart-${c.id}` });
-    const panel = h("div", { class: "panel", hidden: true }, h("h2", {}, c.title), container);
+  function addChart(group) {
+    const container = h("div", { class: "chart", id: `chart-${group.id}`, title: "Drag to zoom, double-click to reset" });
+    const reset = h("button", { type: "button", class: "small", hidden: true, onclick: () => resetZoom(group) },
+      "Reset zoom");
+    const log = group.log ? h("button", {
+      type: "button", class: "small toggle", "aria-pressed": "false", dataset: { log: group.id },
+      onclick: () => {
+        chart.setLog(!chart.log);
+        log.setAttribute("aria-pressed", String(chart.log));
+      },
+    }, "log scale") : null;
+    const panel = h("div", { class: "panel", hidden: true },
+      h("div", { class: "chart-head" }, h("h2", {}, group.title), h("span", { class: "spacer" }), reset, log), container);
+    const chart = new Chart(group, container, { onZoom: (from, to) => zoomTo(group, from, to),
+                                                onReset: () => resetZoom(group) });
     chartGrid.append(panel);
-    charts.set(c.id, { chart: new Chart(c, container), panel });
+    charts.set(group.id, { group, chart, panel, reset });
   }
+  for (const g of groups) addChart(g);
+  // the first chart shows even before it has points (and gives the width to fetch for)
+  if (groups.length) charts.get(groups[0].id).panel.hidden = false;
+
+  app.cleanup.push(() => {
+    stopStreams();
+    for (const { chart } of charts.values()) chart.destroy();
+    delete window.__trainyard;
+  });
+  // for the tests: the charts, and the zoom a drag and a double-click do
+  window.__trainyard = { charts: Object.fromEntries([...charts].map(([k, v]) => [k, v.chart])),
+                         zoom: (group, from, to) => zoomTo(charts.get(group).group, from, to),
+                         reset: (group) => resetZoom(charts.get(group).group),
+                         live: () => (streams.length ? "stream" : "poll") };
 
   async function cancelJob() {
     cancel.disabled = true;
@@ -471,41 +696,171 @@ function jobView(main, id) {
     }
   }
 
-  // The first load asks the server for every series downsampled; after that only the
-  // points past the last step seen are fetched and appended, so a poll stays cheap
-  // however long the job has run.
-  async function refreshMetrics() {
-    if (lastStep < 0) {
-      const page = await api(`/jobs/${id}/metrics?max_points=${MAX_POINTS}`);
-      addPoints(page.items);
-    } else {
-      const page = await api(`/jobs/${id}/metrics?after_step=${lastStep}&limit=${NEW_POINTS_PAGE}`);
-      // a cut page may end part-way through a step: keep that step for the next poll
-      const cut = page.next_page_token ? Math.max(...page.items.map((p) => p.step)) : null;
-      addPoints(cut === null ? page.items : page.items.filter((p) => p.step < cut));
+  // -- the charts' data
+
+  function draw() {
+    for (const name of Object.keys(overview)) {
+      if (!(app.meta.series || []).some((s) => s.name === name) && !charts.has(name)) addChart(uncataloged(name));
     }
-    const byX = { step: {}, epoch: {} };
-    for (const [name, pts] of Object.entries(series)) {
-      byX.step[name] = pts.map((p) => [p[0], p[2]]);
-      byX.epoch[name] = pts.map((p) => [p[1], p[2]]);
-    }
-    for (const c of CHARTS) {
-      const { chart, panel } = charts.get(c.id);
-      const has = c.series.some((n) => series[n] && series[n].length);
-      // loss and the learning rate are always shown; other charts only when they apply.
-      // Shown before drawing, so the chart is drawn at the panel's width.
-      panel.hidden = !has && !["loss", "lr"].includes(c.id);
-      chart.update(byX[c.x]);
+    for (const { group, chart, panel, reset } of charts.values()) {
+      const names = group.entries.map((s) => s.name);
+      // shown before drawing, so the chart is drawn at the panel's width
+      panel.hidden = !names.some((n) => overview[n] && overview[n].length) && group !== groups[0];
+      const zoomed = group.x === "step" ? zoom : chart.range && { range: chart.range, series: overview };
+      chart.update(zoomed ? zoomed.series : overview, zoomed ? zoomed.range : null);
+      reset.hidden = !zoomed;
     }
   }
 
-  function addPoints(items) {
-    for (const p of items) {
-      (series[p.name] ||= []).push([p.step, p.epoch, p.value]);
-      if (p.step > lastStep) lastStep = p.step;
+  function drawSoon() {
+    if (drawQueued) return;
+    drawQueued = true;
+    requestAnimationFrame(() => {
+      drawQueued = false;
+      if (generation !== app.generation) return;
+      // a live series that has grown well past the points asked: fetch it afresh, coarser
+      if (Object.values(overview).some((bs) => bs.length > 3 * maxPoints)) reload().catch((err) => showError(main, err));
+      else draw();
+    });
+  }
+
+  // what a chart is wide, in px: the points asked per series
+  function chartWidth() {
+    const first = groups.length ? charts.get(groups[0].id).chart.container.clientWidth : 0;
+    return Math.min(2000, Math.max(100, Math.round(first || chartGrid.clientWidth || 600)));
+  }
+
+  const lastStep = (names) => Math.max(-1, ...names.map((n) => {
+    const bs = overview[n] || [];
+    return bs.length ? bs[bs.length - 1].last_step : -1;
+  }));
+
+  // The first load: every series in at most a chart's width of buckets, each with its
+  // mean, min and max, in one request.
+  async function loadMetrics() {
+    maxPoints = chartWidth();
+    const page = await api(`/jobs/${id}/metrics?max_points=${maxPoints}`);
+    if (generation !== app.generation) return;
+    for (const name of Object.keys(overview)) delete overview[name];
+    for (const p of page.items) (overview[p.name] ||= []).push(asBucket(p));
+    draw();
+  }
+
+  async function reload() {
+    const wasLive = streams.length > 0;
+    stopStreams();
+    await loadMetrics();
+    if (wasLive) startStreams();
+  }
+
+  // Polling (no stream): the raw points past the last step seen, folded into the
+  // buckets each series is shown in.
+  async function pollMetrics() {
+    const after = lastStep(Object.keys(overview));
+    const page = await api(`/jobs/${id}/metrics?${after >= 0 ? `after_step=${after}&` : ""}limit=${NEW_POINTS_PAGE}`);
+    // a cut page may end part-way through a step: keep that step for the next poll
+    const cut = page.next_page_token ? Math.max(...page.items.map((p) => p.step)) : null;
+    for (const p of cut === null ? page.items : page.items.filter((q) => q.step < cut)) {
+      const list = (overview[p.name] ||= []);
+      foldPoint(list, p, bucketWidth(list));
     }
-    for (const [name, pts] of Object.entries(series)) {
-      if (pts.length > 3 * MAX_POINTS) series[name] = downsample(pts, MAX_POINTS);
+    drawSoon();
+  }
+
+  // A drag over a step chart: every step chart shows that range, fetched again so a
+  // small range comes as raw points. A chart against the epoch holds all its points
+  // already and zooms by itself.
+  async function zoomTo(group, from, to) {
+    if (group.x !== "step") {
+      charts.get(group.id).chart.range = [from, to];
+      draw();
+      return;
+    }
+    from = Math.max(0, Math.floor(from));
+    to = Math.max(from + 1, Math.ceil(to));
+    const names = [...charts.values()].filter((c) => c.group.x === "step")
+      .flatMap((c) => c.group.entries.map((s) => s.name)).filter((n) => overview[n]);
+    const seq = ++zoomSeq;
+    const query = new URLSearchParams({ max_points: maxPoints || chartWidth(), before_step: to + 1 });
+    if (from > 0) query.set("after_step", from - 1);
+    if (names.length) query.set("name", names.join(","));
+    const page = await api(`/jobs/${id}/metrics?${query}`);
+    if (seq !== zoomSeq || generation !== app.generation) return;
+    const series = {};
+    for (const p of page.items) (series[p.name] ||= []).push(asBucket(p));
+    zoom = { range: [from, to], series };
+    draw();
+  }
+
+  function resetZoom(group) {
+    if (group.x === "step") {
+      zoomSeq += 1;
+      zoom = null;
+    } else {
+      charts.get(group.id).chart.range = null;
+    }
+    draw();
+  }
+
+  // -- live: the stream while the job runs, else polling
+
+  // One stream per bucket width the first load gave (most jobs: one). Series not loaded
+  // yet join a stream by the catalog: step series the widest, epoch series raw points.
+  function streamGroups() {
+    const widths = new Map();
+    const add = (width, name) => widths.set(width, [...(widths.get(width) || []), name]);
+    for (const [name, bs] of Object.entries(overview)) add(bucketWidth(bs), name);
+    if (widths.size <= 1) return [{ width: widths.size ? [...widths.keys()][0] : 1, names: null }];
+    const widest = Math.max(...widths.keys());
+    for (const s of app.meta.series || []) if (!overview[s.name]) add(s.per === "step" ? widest : 1, s.name);
+    return [...widths].map(([width, names]) => ({ width, names }));
+  }
+
+  function startStreams() {
+    chartGrid.dataset.live = "poll";
+    if (app.noStream || !job || FINISHED.has(job.status)) return;
+    streams = streamGroups().map(({ width, names }, i) => {
+      const query = new URLSearchParams({ bucket_steps: width });
+      if (names) query.set("name", names.join(","));
+      const after = lastStep(names || Object.keys(overview));
+      if (after >= 0) query.set("after_step", after);
+      if (lastEventId) query.set("after_event", lastEventId);
+      const stream = new EventStream(`/jobs/${id}/stream?${query}`, {
+        message: (type, data) => onStreamMessage(i === 0, type, data),
+        refused: (code) => {
+          // a server without the stream: poll on this page load; at capacity: poll here
+          if (code === 404) app.noStream = true;
+          stopStreams();
+        },
+      });
+      stream.run();
+      return stream;
+    });
+    chartGrid.dataset.live = "stream";
+  }
+
+  function stopStreams() {
+    for (const s of streams.splice(0)) s.stop();
+    chartGrid.dataset.live = "poll";
+  }
+
+  function onStreamMessage(primary, type, data) {
+    if (generation !== app.generation) return;
+    if (type === "points") {
+      for (const p of data.items || []) putBucket(overview[p.name] ||= [], asBucket(p));
+      drawSoon();
+    } else if (!primary) {
+      // status, log lines and the end come with every stream: the first one's count
+      if (type === "end") stopStreams();
+    } else if (type === "status") {
+      job = { ...job, ...data };
+      renderJob();
+    } else if (type === "log") {
+      addEvents([data]);
+    } else if (type === "end") {
+      job = { ...job, ...data };
+      renderJob();
+      stopStreams();
     }
   }
 
@@ -523,11 +878,10 @@ function jobView(main, id) {
     )) : [h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No checkpoints yet"))]));
   }
 
-  async function refreshEvents() {
-    const page = await api(`/jobs/${id}/events?after_id=${lastEventId}&limit=500`);
-    if (!page.items.length && lastEventId) return;
-    if (!lastEventId) events.replaceChildren();
-    for (const ev of page.items) {
+  function addEvents(items) {
+    if (items.length && !lastEventId) events.replaceChildren();
+    for (const ev of items) {
+      if (ev.id <= lastEventId) continue;
       events.prepend(h("tr", {}, h("td", { title: ev.time }, when(ev.time)), h("td", { class: "kind" }, ev.kind),
         h("td", {}, ev.message)));
       lastEventId = ev.id;
@@ -535,14 +889,28 @@ function jobView(main, id) {
     if (!events.children.length) events.append(h("tr", {}, h("td", { colspan: 3, class: "muted" }, "No events")));
   }
 
+  async function refreshEvents() {
+    const page = await api(`/jobs/${id}/events?after_id=${lastEventId}&limit=500`);
+    addEvents(page.items);
+  }
+
+  // Each tick: the job and its checkpoints; the metrics and events too unless a stream
+  // brings them. A finished job's metrics no longer change: fetched once more, then not.
   async function refresh() {
     const wasFinished = job && FINISHED.has(job.status);
+    const first = !loaded;
     job = await api(`/jobs/${id}`);
     renderJob();
-    // a finished job's metrics no longer change: fetch them once more, then stop
-    if (!metricsDone) await refreshMetrics();
+    if (first) {
+      await loadMetrics();
+      await refreshEvents();
+      loaded = true;
+      startStreams();
+    } else if (!streams.length && !metricsDone) {
+      await pollMetrics();
+    }
     metricsDone = wasFinished;
-    await Promise.all([refreshCheckpoints(), refreshEvents()]);
+    await Promise.all([refreshCheckpoints(), streams.length || first ? null : refreshEvents()]);
   }
   return refresh;
 }

@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from nncore.series import BY_NAME
 
 from .errors import FieldProblem, Invalid
-from .models import MetricBlock, utcnow
+from .models import MetricBlock
 from .seriescodec import (
     LEVELS,
     RAW_SPAN,
@@ -72,6 +72,10 @@ class _Series:
     raw: Buckets = field(default_factory=Buckets.empty)
     #: level -> (block number, its buckets): the open block of each rollup level
     open: dict[int, tuple[int, Buckets]] = field(default_factory=dict)
+    #: level -> its first block number: a level above is kept once the one below it
+    #: moves past its first block (until then the level below holds the whole series in
+    #: one block, which any query reads in one go)
+    first_block: dict[int, int] = field(default_factory=dict)
     raw_floor: int = 0
 
 
@@ -131,9 +135,18 @@ class SeriesWriter:
                 floor = (s.last_step - limit + 1) // RAW_SPAN
                 if floor > s.raw_floor:
                     s.raw_floor = self._trim[name] = floor
-        finer = points
+        finer = points  # this append's entries at the level below
+        whole: Buckets | None = None  # the whole series at the level below, when it just moved past its first block
         for level in LEVELS:
+            if level not in s.open:
+                if level > 1:
+                    if whole is None:
+                        break  # not needed yet, nor any level above it
+                    finer = whole
+                s.first_block[level] = int(finer.first_step[0] // block_span(level))
             finer = rollup(finer, WIDTHS[level])
+            before = s.open.get(level)
+            single = before is not None and before[0] == s.first_block[level]
             for block, part in split_blocks(finer, level):
                 current = s.open.get(level)
                 if current is not None and current[0] == block:
@@ -141,6 +154,14 @@ class SeriesWriter:
                     part = combine(both, both.key)
                 s.open[level] = (block, part)
                 self._dirty[(name, level, block)] = part
+            whole = None
+            if level + 1 not in s.open and s.open[level][0] != s.first_block[level]:
+                # past its first block: the level above starts, from the whole of this one
+                if before is None:  # this level began with this append
+                    whole = finer
+                elif single:
+                    both = concat([before[1], finer])
+                    whole = combine(both, both.key)
 
     def rows(self) -> list[dict[str, Any]]:
         return [block_row(self.job_id, name, level, block, b, self.series[name].value_bytes)
@@ -176,13 +197,15 @@ class SeriesWriter:
 
     def load(self, session: Any) -> SeriesWriter:
         """Continue the series already stored: read the last block of each level."""
-        last = (select(MetricBlock.name, MetricBlock.level, func.max(MetricBlock.block).label("block"))
+        last = (select(MetricBlock.name, MetricBlock.level, func.max(MetricBlock.block).label("block"),
+                       func.min(MetricBlock.block).label("first"))
                 .where(MetricBlock.job_id == self.job_id).group_by(MetricBlock.name, MetricBlock.level).subquery())
-        rows = session.execute(select(MetricBlock.name, MetricBlock.level, MetricBlock.block, MetricBlock.payload)
+        rows = session.execute(select(MetricBlock.name, MetricBlock.level, MetricBlock.block, last.c.first,
+                                      MetricBlock.payload)
                                .join(last, and_(MetricBlock.name == last.c.name, MetricBlock.level == last.c.level,
                                                 MetricBlock.block == last.c.block))
                                .where(MetricBlock.job_id == self.job_id)).all()
-        for name, level, block, payload in rows:
+        for name, level, block, first, payload in rows:
             s = self._get(name)
             b = decode(payload)
             s.last_step = max(s.last_step, int(b.last_step[-1]))
@@ -190,6 +213,7 @@ class SeriesWriter:
                 s.raw_block, s.raw = int(block), b
             else:
                 s.open[int(level)] = (int(block), b)
+                s.first_block[int(level)] = int(first)
         return self
 
 
@@ -201,17 +225,20 @@ def block_row(job_id: int, name: str, level: int, block: int, b: Buckets, value_
     """The ``metric_blocks`` row of one block: its payload and its own aggregate."""
     return {"job_id": job_id, "name": name, "level": level, "block": block, "first_step": int(b.first_step[0]),
             "last_step": int(b.last_step[-1]), "count": int(b.count.sum()), "vmin": float(b.vmin.min()),
-            "vmax": float(b.vmax.max()), "payload": encode(level, b, value_bytes), "updated_at": utcnow()}
+            "vmax": float(b.vmax.max()), "payload": encode(level, b, value_bytes)}
+
+
+_UPSERTS: dict[str, Any] = {}
 
 
 def upsert_blocks(session: Any, rows: list[dict[str, Any]]) -> None:
     dialect = session.get_bind().dialect.name if hasattr(session, "get_bind") else session.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(MetricBlock)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["job_id", "name", "level", "block"],
-        set_={c: stmt.excluded[c] for c in ("first_step", "last_step", "count", "vmin", "vmax", "payload",
-                                            "updated_at")})
+    stmt = _UPSERTS.get(dialect)
+    if stmt is None:  # built once: building it costs more than a small flush
+        stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(MetricBlock)
+        stmt = _UPSERTS[dialect] = stmt.on_conflict_do_update(
+            index_elements=["job_id", "name", "level", "block"],
+            set_={c: stmt.excluded[c] for c in ("first_step", "last_step", "count", "vmin", "vmax", "payload")})
     session.execute(stmt, rows)
 
 
@@ -229,6 +256,12 @@ def cut_series(session: Any, job_id: int, step: int | None, cut: dict[str, Any] 
     for level in levels:
         session.execute(delete(MetricBlock).where(where, MetricBlock.level == level,
                                                   MetricBlock.block > step // block_span(level)))
+    for name, saved in (cut or {}).items():
+        # a level the series did not have yet at the checkpoint is built again, whole,
+        # when the level below it next moves past its first block
+        session.execute(delete(MetricBlock).where(
+            where, MetricBlock.name == name, MetricBlock.level > 1,
+            MetricBlock.level.not_in([int(lv) for lv in saved.get("levels", {})] or [1])))
     # the blocks that straddle the step, finest level first: a level without a stored
     # cut is rebuilt from the level below it, already cut
     for level in levels:
@@ -269,23 +302,24 @@ class SeriesInfo:
     first_step: int
     last_step: int
     raw_from: int | None  # the first step raw points are kept from (None: none kept)
+    top: int = 1  # the coarsest level kept
 
 
 def series_info(session: Any, job_id: int, names: Sequence[str] | None = None) -> dict[str, SeriesInfo]:
-    """Every series' extent and size, from its coarsest level (one row a series) and the
-    first block of its raw level (an index seek), whatever the length of the job."""
+    """Every series' extent and size (from its level-1 rows: one per 65,536 steps), the
+    step its raw points start from and its coarsest level (index seeks)."""
     where = [MetricBlock.job_id == job_id]
     if names:
         where.append(MetricBlock.name.in_(list(names)))
-    top = LEVELS[-1]
     rows = session.execute(select(MetricBlock.name, func.sum(MetricBlock.count), func.min(MetricBlock.first_step),
                                   func.max(MetricBlock.last_step))
-                           .where(*where, MetricBlock.level == top).group_by(MetricBlock.name)).all()
+                           .where(*where, MetricBlock.level == 1).group_by(MetricBlock.name)).all()
     out = {name: SeriesInfo(name, int(count), int(lo), int(hi), None) for name, count, lo, hi in rows}
     for name, info in out.items():
-        info.raw_from = session.scalar(select(MetricBlock.first_step).where(
-            MetricBlock.job_id == job_id, MetricBlock.name == name, MetricBlock.level == 0)
-            .order_by(MetricBlock.block).limit(1))
+        mine = (MetricBlock.job_id == job_id, MetricBlock.name == name)
+        info.raw_from = session.scalar(select(MetricBlock.first_step).where(*mine, MetricBlock.level == 0)
+                                       .order_by(MetricBlock.block).limit(1))
+        info.top = int(session.scalar(select(func.max(MetricBlock.level)).where(*mine)))
     return out
 
 
@@ -319,7 +353,7 @@ def downsample(session: Any, job_id: int, names: Sequence[str] | None, after_ste
         if hi < lo:
             continue
         span = hi - lo + 1
-        level = max((lv for lv in LEVELS if WIDTHS[lv] * max_points <= span), default=0)
+        level = min(info.top, max((lv for lv in LEVELS if WIDTHS[lv] * max_points <= span), default=0))
         raw_kept = info.raw_from is not None and info.raw_from <= lo
         if raw_kept and info.count <= max_points:
             level = 0  # a short series (an epoch series) is its points
@@ -351,7 +385,7 @@ def tail(session: Any, job_id: int, names: Sequence[str] | None, after_step: int
             continue
         lo = max(info.first_step, (after_step + 1) // bucket_steps * bucket_steps)
         # the coarsest level whose width divides the bucket width (raw points if kept)
-        level = max((lv for lv in LEVELS if bucket_steps % WIDTHS[lv] == 0), default=0)
+        level = min(info.top, max((lv for lv in LEVELS if bucket_steps % WIDTHS[lv] == 0), default=0))
         if level == 0 and (info.raw_from is None or info.raw_from > lo):
             level = 1
         b = _blocks(session, job_id, info.name, level, lo, info.last_step)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,31 +102,61 @@ def write_points(session: Session, lease: Lease, points: list[tuple[str, int, in
     return insert_metric_points(session, lease.job_id, points)
 
 
-def write_series(session: Session, lease: Lease, writer: SeriesWriter, progress: dict[str, Any] | None = None
-                 ) -> int:
-    """The attempt's changed series blocks (and its progress) in one transaction."""
-    fence(session, lease)
-    written = writer.flush(session)
-    if progress is not None:
-        set_progress(session, lease, progress, commit=False)
-    session.commit()
-    writer.written()
-    return written
+@dataclass(frozen=True)
+class Listed:
+    """A checkpoint file an attempt wrote, to be listed with ``cut``: its series as of
+    its step (``SeriesWriter.cut`` taken when the points up to it were handed over)."""
+
+    epoch: int
+    step: int
+    path: Path
+    sha256: str
+    metrics: Mapping[str, Any]
+    is_best: bool
+    cut: dict[str, Any] | None = None
 
 
-def write_checkpoint(session: Session, lease: Lease, epoch: int, step: int, path: Path, sha256: str,
-                     metrics: Mapping[str, Any], is_best: bool, writer: SeriesWriter | None = None) -> None:
-    """The row of a checkpoint file the attempt wrote (its file exists before its row),
-    in the transaction that makes its series durable up to its step: a resume from it
-    finds every point up to it, and its cut."""
+@dataclass(frozen=True)
+class Unlisted:
+    """Retention: a checkpoint whose row goes (its file after the commit)."""
+
+    epoch: int
+    path: Path
+
+
+def write_outputs(session: Session, lease: Lease, writer: SeriesWriter | None,
+                  checkpoints: Sequence[Listed | Unlisted] = (), progress: dict[str, Any] | None = None
+                  ) -> list[Path]:
+    """One transaction of a running attempt's writer: its changed series blocks, the
+    checkpoint rows listed and removed since the last one (in that order) and its
+    progress. A checkpoint is listed in the transaction that makes every point up to
+    its step durable, so a resume from it finds no gap. Returns the files of removed
+    rows, which the caller deletes now that this committed (a listed checkpoint always
+    has its file). LeaseLost, and nothing written, once the attempt lost its lease."""
     fence(session, lease)
     if writer is not None:
         writer.flush(session)
-    record_checkpoint(session, lease.job_id, epoch, step, path, sha256, path.stat().st_size,
-                      {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)},
-                      is_best, series_cut=writer.cut() if writer is not None else None)
+    removed = []
+    for c in checkpoints:
+        if isinstance(c, Listed):
+            record_checkpoint(session, lease.job_id, c.epoch, c.step, c.path, c.sha256, c.path.stat().st_size,
+                              {k: v for k, v in c.metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)},
+                              c.is_best, commit=False, series_cut=c.cut)
+        else:
+            session.execute(delete(Checkpoint).where(Checkpoint.job_id == lease.job_id, Checkpoint.epoch == c.epoch))
+            removed.append(c.path)
+    if progress is not None:
+        set_progress(session, lease, progress, commit=False)
+    session.commit()
     if writer is not None:
         writer.written()
+    return removed
+
+
+def write_checkpoint(session: Session, lease: Lease, epoch: int, step: int, path: Path, sha256: str,
+                     metrics: Mapping[str, Any], is_best: bool) -> None:
+    """The row of one checkpoint file the attempt wrote (its file exists before its row)."""
+    write_outputs(session, lease, None, [Listed(epoch, step, path, sha256, metrics, is_best)])
 
 
 def cut_metrics(session: Session, lease: Lease, step: int | None, cut: dict[str, Any] | None) -> None:
@@ -139,10 +170,8 @@ def cut_metrics(session: Session, lease: Lease, step: int | None, cut: dict[str,
 def drop_checkpoint(session: Session, lease: Lease, epoch: int) -> str | None:
     """Retention: remove the row of ``epoch`` and return its file's path, which the
     caller deletes only after this commits (a listed checkpoint always has its file)."""
-    fence(session, lease)
-    path = session.scalar(delete(Checkpoint).where(Checkpoint.job_id == lease.job_id, Checkpoint.epoch == epoch)
-                          .returning(Checkpoint.path))
-    session.commit()
+    path = session.scalar(select(Checkpoint.path).where(Checkpoint.job_id == lease.job_id, Checkpoint.epoch == epoch))
+    write_outputs(session, lease, None, [Unlisted(epoch, Path(path) if path else Path())])
     return path
 
 

@@ -63,7 +63,7 @@ class Buckets:
         return len(self.key)
 
     def take(self, index: np.ndarray | slice) -> Buckets:
-        return Buckets(*(getattr(self, f.name)[index] for f in fields(self)))
+        return Buckets(*(getattr(self, f)[index] for f in _FIELDS))
 
     @property
     def mean(self) -> np.ndarray:
@@ -81,13 +81,24 @@ class Buckets:
         return Buckets.points(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0))
 
 
+_FIELDS = tuple(f.name for f in fields(Buckets))
+
+
 def concat(parts: list[Buckets]) -> Buckets:
     parts = [p for p in parts if len(p)]
     if not parts:
         return Buckets.empty()
     if len(parts) == 1:
         return parts[0]
-    return Buckets(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Buckets)))
+    return Buckets(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
+
+
+def _run_starts(key: np.ndarray) -> np.ndarray:
+    """Where each run of equal values of the sorted ``key`` starts."""
+    if len(key) == 1:
+        return np.zeros(1, np.intp)
+    # not np.r_: its indexing machinery costs more than the comparison on short arrays
+    return np.concatenate(([0], np.flatnonzero(key[1:] != key[:-1]) + 1))
 
 
 def combine(b: Buckets, key: np.ndarray) -> Buckets:
@@ -95,10 +106,10 @@ def combine(b: Buckets, key: np.ndarray) -> Buckets:
     aggregates, exact for every field."""
     if len(b) == 0:
         return b
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    starts = _run_starts(key)
     if len(starts) == len(b):
-        return Buckets(key, *(getattr(b, f.name) for f in fields(Buckets)[1:]))
-    ends = np.r_[starts[1:], len(b)] - 1
+        return Buckets(key, *(getattr(b, f) for f in _FIELDS[1:]))
+    ends = np.append(starts[1:], len(b)) - 1
     return Buckets(key[starts], np.add.reduceat(b.count, starts), b.first_step[starts], b.last_step[ends],
                    b.first_epoch[starts], np.maximum.reduceat(b.time, starts), np.minimum.reduceat(b.vmin, starts),
                    np.maximum.reduceat(b.vmax, starts), b.first[starts], b.last[ends],
@@ -123,7 +134,11 @@ def _unshuffle(raw: bytes, dtype: np.dtype, n: int) -> np.ndarray:
 
 
 def _deltas(a: np.ndarray, base: int) -> np.ndarray:
-    return np.diff(a, prepend=base)
+    out = np.empty(len(a), np.int64)
+    if len(a):
+        out[0] = a[0] - base
+        np.subtract(a[1:], a[:-1], out=out[1:])
+    return out
 
 
 def encode(level: int, b: Buckets, value_bytes: int) -> bytes:
@@ -203,6 +218,6 @@ def split_blocks(b: Buckets, level: int) -> list[tuple[int, Buckets]]:
     if len(b) == 0:
         return []
     blocks = block_of(b, level)
-    starts = np.flatnonzero(np.r_[True, blocks[1:] != blocks[:-1]])
-    ends = np.r_[starts[1:], len(b)]
+    starts = _run_starts(blocks)
+    ends = np.append(starts[1:], len(b))
     return [(int(blocks[s]), b.take(slice(s, e))) for s, e in zip(starts, ends, strict=False)]

@@ -20,7 +20,7 @@ from service.store.metrics import (
     tail,
 )
 from service.store.models import Job, MetricBlock, User
-from service.store.seriescodec import LEVELS, RAW_SPAN, WIDTHS, Buckets, decode, encode, rollup
+from service.store.seriescodec import LEVELS, RAW_SPAN, WIDTHS, Buckets, block_span, decode, encode, rollup
 
 from ..inprocess import store_sessions
 
@@ -139,9 +139,10 @@ def test_a_10m_step_series_downsampled_at_every_level_matches_numpy(sessions, lo
 
 @pytest.mark.parametrize("level", list(LEVELS))
 def test_a_spike_and_a_dip_survive_at_every_level(sessions, level):
-    # long enough that `level` is the coarsest level giving max_points buckets
+    # long enough that `level` is the coarsest level giving max_points buckets, and is
+    # kept (a level is kept once the one below spans more than one block)
     max_points = 8
-    n = WIDTHS[level] * max_points * 2
+    n = max(WIDTHS[level] * max_points * 2, block_span(level - 1) * 2)
     # the longest levels with a point every `stride` steps: ~2 M points at most
     stride = max(1, n // 2_000_000)
     job_id = new_job(sessions)
@@ -152,6 +153,8 @@ def test_a_spike_and_a_dip_survive_at_every_level(sessions, level):
     with sessions() as s:
         items = downsample(s, job_id, ["loss"], None, None, max_points)
     assert items[0]["bucket_steps"] % WIDTHS[level] == 0
+    with sessions() as s:  # and the levels above it are not kept yet
+        assert series_info(s, job_id)["loss"].top == level
     assert len(items) <= max_points and sum(i["count"] for i in items) == len(steps)
     spike = next(i for i in items if i["step"] <= steps[len(steps) // 3] <= i["last_step"])
     dip = next(i for i in items if i["step"] <= steps[2 * len(steps) // 3] <= i["last_step"])
