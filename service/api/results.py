@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import Response, send_file, stream_with_context
+from flask import Response, send_file
 
 from ..store import metrics as metrics_store
 from ..store import predict as predictions
@@ -22,7 +22,7 @@ from .schemas import (
     PredictIn,
     PredictOut,
 )
-from .state import db, state
+from .state import close_db, db, state
 
 bp = APIBlueprint("results", __name__, url_prefix="/jobs", tag="Results")
 
@@ -55,20 +55,22 @@ def metrics(job_id: int, query_data: MetricsQuery) -> Any:
           "content": {"text/csv": {"schema": {"type": "string"}}}}, 401: "Authentication error", 404: "No such job"})
 def metrics_csv(job_id: int, query_data: MetricsExportQuery) -> Any:
     names = [n.strip() for n in query_data.name.split(",") if n.strip()] if query_data.name else None
-    session, user = db(), current_user()
-    store.get_job(session, user, job_id)  # a 404 before the first byte, not inside the stream
+    store.get_job(db(), current_user(), job_id)  # a 404 before the first byte, not inside the stream
+    sessions = state().sessions
+    close_db()  # the export reads through a session of its own, as long as it takes
 
     def rows() -> Iterator[str]:
         yield "name,step,epoch,value,time\n"
         lines: list[str] = []
-        for p in metrics_store.iter_points(session, job_id, names):
-            lines.append(f"{p['name']},{p['step']},{p['epoch']},{p['value']!r},{p['time']:.3f}\n")
-            if len(lines) >= 4096:
-                yield "".join(lines)
-                lines = []
+        with sessions() as session:
+            for p in metrics_store.iter_points(session, job_id, names):
+                lines.append(f"{p['name']},{p['step']},{p['epoch']},{p['value']!r},{p['time']:.3f}\n")
+                if len(lines) >= 4096:
+                    yield "".join(lines)
+                    lines = []
         yield "".join(lines)
 
-    return Response(stream_with_context(rows()), mimetype="text/csv", headers={
+    return Response(rows(), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="job-{job_id}-metrics.csv"'})
 
 

@@ -365,7 +365,8 @@ def downsample(session: Any, job_id: int, names: Sequence[str] | None, after_ste
         width = WIDTHS[level]
         keys = b.first_step // width
         n = int(keys[-1] - keys[0]) + 1
-        group = max(1, math.ceil(n / (max_points - 1)))
+        # a range holding no more points than asked comes as its points
+        group = 1 if len(b) <= max_points and level == 0 else max(1, math.ceil(n / (max_points - 1)))
         merged = combine(b, keys // group) if group > 1 or level == 0 else b
         out += _bucket_items(info.name, merged, group * width)
     out.sort(key=lambda p: (p["step"], p["name"]))
