@@ -44,7 +44,10 @@ def metrics(job_id: int, query_data: MetricsQuery) -> Any:
     names = [n.strip() for n in q.name.split(",") if n.strip()] if q.name else None
     points, token = store.list_metrics(db(), current_user(), job_id, names, q.after_step, q.before_step, q.limit,
                                        q.page_token, q.max_points)
-    return MetricsPage.model_validate({"items": points, "next_page_token": token})
+    page = MetricsPage.model_validate({"items": points, "next_page_token": token})
+    # serialised by pydantic-core directly: 4-5x faster than a dict through json.dumps,
+    # which is most of a job page's first load (thousands of buckets)
+    return Response(page.model_dump_json(), mimetype="application/json")
 
 
 @bp.get("/<int:job_id>/metrics.csv")

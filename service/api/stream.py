@@ -61,8 +61,9 @@ bp = APIBlueprint("stream", __name__, url_prefix="/jobs", tag="Results")
 
 #: how often a stream looks at the database, seconds
 POLL_S = 0.25
-#: a comment after this many seconds without a message, so proxies keep the connection
-KEEPALIVE_S = 15.0
+#: a comment after this many seconds without a message, so proxies keep the connection,
+#: and a client that left is noticed (its slot freed) within that time
+KEEPALIVE_S = 5.0
 #: what an EventSource waits before reconnecting, milliseconds
 RETRY_MS = 2000
 #: events read per poll; the rest come at the next one (and ``end`` waits for them)

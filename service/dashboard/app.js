@@ -157,6 +157,9 @@ async function loadMeta() {
 async function render() {
   stopView();
   const main = document.getElementById("view");
+  // who the token belongs to, asked beside /meta rather than after it
+  const me = app.token && !app.user ? api("/me") : null;
+  if (me) me.catch(() => {}); // handled below, once /meta is in
   try {
     await loadMeta();
   } catch (err) {
@@ -170,7 +173,7 @@ async function render() {
   }
   if (!app.user) {
     try {
-      app.user = await api("/me");
+      app.user = await (me || api("/me"));
     } catch (err) {
       if (err.status === 401) { signOut("That token was not accepted."); return; }
       main.replaceChildren(h("div", { class: "error-box" }, err.message));
@@ -899,11 +902,13 @@ function jobView(main, id) {
   async function refresh() {
     const wasFinished = job && FINISHED.has(job.status);
     const first = !loaded;
+    // the first load asks for the metrics beside the job: they need only its id
+    const metrics = first ? loadMetrics() : null;
+    if (metrics) metrics.catch(() => {}); // a missing job is reported by its own request
     job = await api(`/jobs/${id}`);
     renderJob();
     if (first) {
-      await loadMetrics();
-      await refreshEvents();
+      await Promise.all([metrics, refreshEvents()]);
       loaded = true;
       startStreams();
     } else if (!streams.length && !metricsDone) {
