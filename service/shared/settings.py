@@ -79,13 +79,7 @@ class Settings:
 def parse_raw_steps(name: str, text: str) -> str | int:
     if text in ("all", "none"):
         return text
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{name} must be 'all', 'none' or a positive number of steps, got {text!r}")
-    return value
+    return _whole(name, text, 1, "'all', 'none' or a positive number of steps")
 
 
 def raw_steps_for(spec: dict[str, Any], settings: Settings) -> int | None:
@@ -105,21 +99,19 @@ def _positive_float(name: str, text: str) -> float:
     return value
 
 
-def _positive_int(name: str, text: str) -> int:
+def _whole(name: str, text: str, low: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{name} must be a positive whole number of bytes, got {text!r}")
+        value = low - 1
+    if value < low:
+        raise ValueError(f"{name} must be {what}, got {text!r}")
     return value
+
+
+def _positive_int(name: str, text: str) -> int:
+    return _whole(name, text, 1, "a positive whole number of bytes")
 
 
 def _count(name: str, text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ValueError(f"{name} must be a whole number >= 0, got {text!r}")
-    return value
+    return _whole(name, text, 0, "a whole number >= 0")

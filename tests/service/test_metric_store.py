@@ -294,3 +294,23 @@ def test_metrics_export_streams_every_raw_point_as_csv(api_server):
         assert len(list(csv.DictReader(io.StringIO(r.text)))) == 3
     other = api_server.session("bob").get(f"{api_server.url}/api/v1/jobs/{job_id}/metrics.csv")
     assert other.status_code == 404 and other.headers["Content-Type"] == "application/problem+json"
+
+
+def test_raw_steps_come_from_the_spec_before_the_server(tmp_path, monkeypatch):
+    from nncore.spec import SpecError, validate_spec
+    from service.shared.settings import Settings, raw_steps_for
+
+    spec = {"model": {"layers": [{"units": 1, "activation": "sigmoid"}]}, "loss": "mse", "data": {"dataset": "xor"}}
+    monkeypatch.setenv("TRAINYARD_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("TRAINYARD_METRICS_RAW_STEPS", "5000")
+    server = Settings.from_env()
+    assert raw_steps_for(validate_spec(spec), server) == 5000
+    for given, kept in (("all", None), ("none", 0), (123, 123)):
+        assert raw_steps_for(validate_spec({**spec, "metrics": {"raw_steps": given}}), server) == kept
+    assert raw_steps_for(validate_spec(spec), Settings.from_env(metrics_raw_steps="all")) is None
+    for bad in (0, -1, "some", True, 1.5):
+        with pytest.raises(SpecError, match="metrics.raw_steps"):
+            validate_spec({**spec, "metrics": {"raw_steps": bad}})
+    monkeypatch.setenv("TRAINYARD_METRICS_RAW_STEPS", "0")
+    with pytest.raises(ValueError, match="TRAINYARD_METRICS_RAW_STEPS must be 'all', 'none' or a positive number"):
+        Settings.from_env()
