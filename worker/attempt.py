@@ -179,6 +179,7 @@ class Reporter(Callback):
         self._started = time.monotonic()
         self._first: tuple[int, int] | None = None
         self._progress: tuple[int, int] | None = None
+        self._written: tuple[int, int] | None = None  # the progress of the last write
         self._latest: dict[str, float] = {}
         self.error: BaseException | None = None
         self._writer = threading.Thread(target=self._write_loop, daemon=True, name=f"metrics-{self.job_id}")
@@ -266,8 +267,8 @@ class Reporter(Callback):
                 changes.append(replace(change, cut=self.series.cut()) if isinstance(change, Listed) else change)
             self._feed(*rest)
             progress = self._progress_doc()
-            if not changes and not self.series.pending and progress is None:
-                return
+            if not changes and not self.series.pending and (progress is None or self._progress == self._written):
+                return  # nothing new (the last flush after the writer's own last write, mostly)
             lease = self.attempt.lease
             try:
                 removed = self.attempt.write(lambda s: write_outputs(s, lease, self.series, changes, progress),
@@ -277,6 +278,7 @@ class Reporter(Callback):
                     if isinstance(c, Listed):
                         c.path.unlink(missing_ok=True)
                 raise
+            self._written = self._progress
             for path in removed:
                 path.unlink(missing_ok=True)
 
