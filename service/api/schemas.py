@@ -81,6 +81,17 @@ def _tolist(value: Any) -> Any:
 
 # what a response shows of a datetime column, documented as the string it is
 IsoTime = Annotated[str, BeforeValidator(_iso_time)]
+
+
+def _no_nul(value: Any) -> Any:
+    # PostgreSQL text cannot hold NUL: refused here, as a 422 naming the field, not a 500 there
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+#: a comma-separated list of series names (a query's ``name``)
+SeriesNames = Annotated[str | None, BeforeValidator(_no_nul)]
 # what a response shows of a user (a job's or dataset's owner): the name
 UserName = Annotated[str, BeforeValidator(_user_name)]
 
@@ -248,7 +259,7 @@ class DatasetList(_Page[DatasetOut]):
 class MetricsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, max_length=1000, description="Comma-separated series names; default all.")
+    name: SeriesNames = Field(None, max_length=1000, description="Comma-separated series names; default all.")
     after_step: int | None = Field(None, ge=0, le=MAX_BIGINT, description="Only points with a larger step.")
     before_step: int | None = Field(None, ge=0, le=MAX_BIGINT, description="Only points with a smaller step.")
     limit: int = Field(1000, ge=1, le=MAX_METRICS_PAGE, description="Points per page (ignored with max_points).")
@@ -262,7 +273,7 @@ class MetricsQuery(BaseModel):
 class MetricsExportQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, max_length=1000, description="Comma-separated series names; default all.")
+    name: SeriesNames = Field(None, max_length=1000, description="Comma-separated series names; default all.")
 
 
 class MetricPoint(_Out):

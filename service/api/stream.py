@@ -52,7 +52,7 @@ from ..store.models import Event, Job
 from ..store.status import FINISHED, JobStatus
 from .auth import auth, current_user
 from .errors import problem
-from .schemas import MAX_BIGINT, EventOut, MetricPoint, iso
+from .schemas import MAX_BIGINT, EventOut, MetricPoint, SeriesNames, iso
 from .state import close_db, db, state
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ _LAST_EVENT_ID = re.compile(r"^([0-9]{1,19})\.(-1|[0-9]{1,19})$")
 class StreamQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, max_length=1000, description="Comma-separated series names; default all.")
+    name: SeriesNames = Field(None, max_length=1000, description="Comma-separated series names; default all.")
     bucket_steps: int = Field(1, ge=1, le=MAX_BIGINT, description=(
         "Points as buckets of this many steps (count, mean as value, min, max, first, last), as GET /metrics "
         "with max_points gives them; 1 sends raw points."))

@@ -314,3 +314,13 @@ def test_raw_steps_come_from_the_spec_before_the_server(tmp_path, monkeypatch):
     monkeypatch.setenv("TRAINYARD_METRICS_RAW_STEPS", "0")
     with pytest.raises(ValueError, match="TRAINYARD_METRICS_RAW_STEPS must be 'all', 'none' or a positive number"):
         Settings.from_env()
+
+
+@pytest.mark.parametrize("path", ["metrics", "metrics.csv", "stream"])
+def test_a_nul_in_a_series_name_is_a_422_naming_it(api_server, path):
+    c = api_server.client("alice")
+    job_id = c.submit({"model": {"layers": [{"units": 1, "activation": "sigmoid"}]}, "loss": "mse",
+                       "data": {"dataset": "xor"}})["id"]
+    r = api_server.session("alice").get(f"{api_server.url}/api/v1/jobs/{job_id}/{path}", params={"name": "lo\x00ss"})
+    assert r.status_code == 422 and r.headers["Content-Type"] == "application/problem+json", r.text
+    assert [e["path"] for e in r.json()["errors"]] == ["query.name"]
