@@ -370,6 +370,31 @@ class Client:
         """Delete a dataset and its file (refused with 409 while a queued or running job uses it)."""
         self._call("DELETE", f"/datasets/{dataset_id}")
 
+    # -- tokens ----------------------------------------------------------------------------
+
+    def tokens(self, user: str | None = None, all_users: bool = False) -> list[dict[str, Any]]:
+        """Your API tokens by id (revoked and expired ones too): id, name, user,
+        created_at, last_used_at, expires_at, revoked_at, expired; never a secret. An
+        administrator may ask for ``user``'s or (``all_users``) everyone's."""
+        params = {k: v for k, v in {"user": user, "all": "true" if all_users else None}.items() if v}
+        return self._call("GET", "/tokens", params=params)["items"]
+
+    def create_token(self, name: str, expires_in_days: int | None = None, expires_at: datetime | str | None = None,
+                     user: str | None = None) -> dict[str, Any]:
+        """A new token named ``name`` (what it is for), for you or (administrators) for
+        ``user``; it never expires unless given ``expires_in_days`` or ``expires_at`` (an
+        aware datetime or RFC 3339 text). The answer is the token's entry with its secret
+        under ``token``: shown only this once."""
+        if isinstance(expires_at, datetime):
+            expires_at = expires_at.isoformat()
+        body = {k: v for k, v in {"name": name, "expires_in_days": expires_in_days, "expires_at": expires_at,
+                                  "user": user}.items() if v is not None}
+        return self._call("POST", "/tokens", json=body)
+
+    def revoke_token(self, token_id: int) -> None:
+        """Revoke a token (this client's own too: its next call is then a 401)."""
+        self._call("DELETE", f"/tokens/{token_id}")
+
     # -- the service ---------------------------------------------------------------------
 
     def me(self) -> dict[str, Any]:

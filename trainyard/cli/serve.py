@@ -1,16 +1,20 @@
 """Server commands: migrate, token, api, worker, and up (all of it on one machine)."""
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 from . import _fail, main
+from .tokens import Expiry, describe, expiry_text, expiry_time, print_tokens
 
 
 def _settings(database_url: str | None = None, artifact_dir: Path | None = None,
@@ -41,28 +45,101 @@ def token() -> None:
     """Manage API tokens."""
 
 
-@token.command("create")
-@click.option("--name", required=True, help="The user the token belongs to (created if new).")
-@click.option("--admin", is_flag=True, help="Make the user an administrator (sees every job).")
-@_db_option
-def token_create(name: str, admin: bool, database_url: str | None) -> None:
-    """Create a token for user NAME and print it (it is shown only this once)."""
+@contextlib.contextmanager
+def _database(database_url: str | None) -> Iterator[Any]:
+    """A session on the migrated database, for the operator's token commands."""
     from service.store.db import make_engine, make_sessionmaker
     from service.store.migrate import upgrade
-    from service.store.users import create_token
 
     settings = _settings(database_url)
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     try:
         with make_sessionmaker(engine)() as session:
-            secret = create_token(session, name, admin=admin)
-    except ValueError as exc:
-        _fail(str(exc))
+            yield session
     finally:
         engine.dispose()
-    click.echo(f"token for {name}{' (admin)' if admin else ''}; it is shown only once:", err=True)
+
+
+def _shown(row: Any) -> dict[str, Any]:
+    """A token's row as the API shows it (no hash, no secret)."""
+    from service.api.schemas import TokenOut
+
+    return TokenOut.model_validate(row).model_dump()
+
+
+@token.command("create")
+@click.option("--name", required=True, help="The user the token belongs to (created if new).")
+@click.option("--admin", is_flag=True, help="Make the user an administrator (sees every job).")
+@click.option("--expires", type=Expiry(), help="When it stops working: 30d, 12h, 2w from now, or a date "
+                                               "(2027-01-01, midnight UTC) [default: never].")
+@click.option("--label", help="What the token is for (a laptop, a CI job), shown in the list [default: the "
+                              "user name].")
+@_db_option
+def token_create(name: str, admin: bool, expires: Any, label: str | None, database_url: str | None) -> None:
+    """Create a token for user NAME and print it (it is shown only this once)."""
+    from service.store.users import issue_token
+
+    try:
+        with _database(database_url) as session:
+            row, secret = issue_token(session, name, label, admin=admin, expires_at=expiry_time(expires))
+            shown = _shown(row)
+    except ValueError as exc:
+        _fail(str(exc))
+    click.echo(f"token {describe(shown)}{' (admin)' if admin else ''}, {expiry_text(shown)}; "
+               "it is shown only once:", err=True)
     click.echo(secret)
+
+
+@token.command("list")
+@click.option("--user", "user_name", help="Only this user's tokens [default: everyone's].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@_db_option
+def token_list(user_name: str | None, as_json: bool, database_url: str | None) -> None:
+    """List the tokens (revoked and expired ones too), by id; never their secrets."""
+    from service.store.errors import NotFound
+    from service.store.users import list_tokens
+
+    try:
+        with _database(database_url) as session:
+            items = [_shown(row) for row in list_tokens(session, None, user_name)]
+    except NotFound as exc:
+        _fail(str(exc), 1)
+    if as_json:
+        click.echo(json.dumps(items))
+    else:
+        print_tokens(items)
+
+
+@token.command("revoke")
+@click.argument("token_id", required=False, type=click.IntRange(min=1), metavar="[ID]")
+@click.option("--user", "user_name", help="Revoke every token of this user instead.")
+@_db_option
+def token_revoke(token_id: int | None, user_name: str | None, database_url: str | None) -> None:
+    """Revoke token ID (as token list shows it, #ID), or every token of a user: they are
+    refused from their next request on."""
+    from service.store.errors import NotFound
+    from service.store.models import utcnow
+    from service.store.users import list_tokens, revoke_token, revoke_tokens
+
+    if (token_id is None) == (user_name is None):
+        _fail("give a token id or --user NAME (one of them)")
+    with _database(database_url) as session:
+        try:
+            if user_name is not None:
+                list_tokens(session, None, user_name)  # NotFound for a name nobody has
+                n = revoke_tokens(session, user_name)
+                click.echo(f"revoked {n} token{'' if n == 1 else 's'} of {user_name}")
+                return
+            started = utcnow()
+            row = revoke_token(session, None, token_id)
+        except NotFound as exc:
+            _fail(str(exc), 1)
+        shown = _shown(row)
+    if row.revoked_at < started:
+        click.echo(f"token {describe(shown)} was already revoked")
+    else:
+        click.echo(f"revoked token {describe(shown)}")
 
 
 @main.command()
