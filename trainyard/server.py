@@ -7,6 +7,8 @@ from gunicorn.app.base import BaseApplication
 
 from service.shared.settings import Settings
 
+from .httpworker import MAX_HEADER_FIELD, MAX_HEADER_FIELDS, MAX_REQUEST_LINE, HeadBufferingWorker
+
 
 class _Gunicorn(BaseApplication):
     def __init__(self, app: Any, options: dict[str, Any]) -> None:
@@ -40,9 +42,15 @@ def serve(settings: Settings, host: str, port: int, workers: int = 2, threads: i
     engine.dispose()
     app = create_app(settings)
     threads = threads or 4 + settings.max_streams
-    _Gunicorn(app, {"bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": "gthread",
+    _Gunicorn(app, {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
+                    # gthread, but a request's head (and a small body) is read by the event
+                    # loop before a thread is given to it: a slow client costs a socket, not
+                    # one of these few threads; what it refuses is a problem document
+                    "worker_class": HeadBufferingWorker,
                     "accesslog": "-" if access_log else None, "loglevel": "info" if access_log else "warning",
                     "timeout": 60, "graceful_timeout": 10,
-                    # let Flask see long URLs and answer with a documented problem document,
-                    # not gunicorn's HTML "414 URI Too Long"
-                    "limit_request_line": 0}).run()
+                    # gunicorn checks these again in the thread (the worker bounds the line
+                    # and the whole head first); an unbounded line cost CPU quadratic in its
+                    # length to parse (8 MiB: 7 s)
+                    "limit_request_line": MAX_REQUEST_LINE, "limit_request_fields": MAX_HEADER_FIELDS,
+                    "limit_request_field_size": MAX_HEADER_FIELD}).run()

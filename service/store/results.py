@@ -8,6 +8,7 @@ caller may see the job (``jobs.get_job``: NotFound for other people's jobs).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,18 @@ from .metrics import MAX_METRIC_NAME, SeriesWriter, cut_series, downsample, list
 from .models import Checkpoint, Event, User, utcnow
 
 MAX_EVENTS_PAGE = 1000
+
+_CHECKPOINT_EPOCH = re.compile(r"epoch-(\d+)[^/\\]*\.npz$")
+
+
+def public_result(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A job's result (the training summary) as it is stored and shown: its last
+    checkpoint by epoch, the name GET /jobs/{id}/checkpoints/{epoch} serves it by, not
+    the path of its file on the server (which summaries of jobs finished before held)."""
+    if not result or not isinstance(result.get("checkpoint"), str):
+        return result
+    found = _CHECKPOINT_EPOCH.search(result["checkpoint"])
+    return {**result, "checkpoint": int(found[1]) if found else None}
 
 
 # -- writing (workers) ------------------------------------------------------------------
