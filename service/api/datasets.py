@@ -19,11 +19,16 @@ bp = APIBlueprint("datasets", __name__, url_prefix="/datasets", tag="Datasets")
 @bp.input(DatasetUpload, location="files")
 @bp.output(DatasetOut, status_code=201, description="The dataset, checked and stored; use its id as "
                                                      "data.dataset_id in a job spec.")
-@bp.doc(summary="Upload a dataset (multipart/form-data)", responses=[201, 401, 413, 422])
+@bp.doc(summary="Upload a dataset (multipart/form-data)", responses={
+    201: "The dataset", 401: "No valid token", 403: "The file does not fit the user's quota (GET /api/v1/me)",
+    413: "The body is too large", 422: "Not a usable dataset, or beyond the server's limits on rows, features "
+                                      "and values"})
 def upload(files_data: DatasetUpload) -> Any:
     file = files_data.file
-    dataset = store.create_dataset(db(), current_user(), file.stream, file.filename, state().settings.artifact_dir,
-                                   name=files_data.name or None, target=files_data.target)
+    settings = state().settings
+    dataset = store.create_dataset(db(), current_user(), file.stream, file.filename, settings.artifact_dir,
+                                   name=files_data.name or None, target=files_data.target,
+                                   limits=settings.dataset_limits, quota_bytes=settings.user_quota_bytes)
     return DatasetOut.model_validate(dataset), 201, {"Location": url_for("datasets.get_dataset", dataset_id=dataset.id)}
 
 

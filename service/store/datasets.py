@@ -1,8 +1,9 @@
 """Uploaded datasets: CSV or NPZ files, checked by nncore's loader before a row exists.
 
 A file is streamed to a temporary name inside ``<artifact_dir>/datasets/``, loaded
-with :func:`nncore.datasets.load_file` (numbers only, no NaN, consistent shapes; NPZ
-read with ``allow_pickle=False``), and only then renamed to ``<id>.<format>`` and
+with :func:`nncore.datasets.load_file` (numbers only, no NaN, consistent shapes, rows,
+features and values within the server's limits, measured before the file is inflated or
+parsed; NPZ read with ``allow_pickle=False``), and only then renamed to ``<id>.<format>`` and
 recorded. A refused upload leaves neither a row nor a file behind.
 
 Like jobs, a user sees only their own datasets (NotFound otherwise), an administrator
@@ -20,11 +21,12 @@ from typing import BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nncore.datasets import DatasetError, load_file
+from nncore.datasets import DatasetError, FileLimits, load_file
 
-from .errors import Conflict, FieldProblem, Invalid, NotFound
+from .errors import Conflict, FieldProblem, Invalid, NotFound, bad_text
 from .jobs import MAX_PAGE, _visible, newest_first
 from .models import Dataset, Job, User, utcnow
+from .quota import check_quota
 from .status import FINISHED
 
 FORMATS = ("csv", "npz")
@@ -49,9 +51,12 @@ def parse_target(text: str | None) -> int | str | None:
 
 
 def create_dataset(session: Session, user: User, stream: BinaryIO, filename: str | None, artifact_root: Path,
-                   name: str | None = None, target: str | None = None) -> Dataset:
+                   name: str | None = None, target: str | None = None, *,
+                   limits: FileLimits | None = None, quota_bytes: int = 0) -> Dataset:
     """Validate and store an uploaded file; Invalid (path ``file`` or ``target``) if
-    nncore cannot load it as a dataset."""
+    nncore cannot load it as a dataset, or it holds more rows, features or values than
+    ``limits`` allow (default nncore's :class:`~nncore.datasets.FileLimits`);
+    QuotaExceeded if it does not fit the user's ``quota_bytes`` (0: no quota)."""
     base = _base_name(filename)
     fmt = base.rsplit(".", 1)[-1].lower() if "." in base else ""
     if fmt not in FORMATS:
@@ -76,9 +81,11 @@ def create_dataset(session: Session, user: User, stream: BinaryIO, filename: str
             sha256, size = _copy(stream, out)
         if size == 0:
             raise Invalid(f"{base} is empty", [FieldProblem("file", "the uploaded file is empty")])
+        check_quota(session, user, quota_bytes, size, "file", f"the upload {base}")
         try:
             # source: nncore's messages name the client's own file, not our temp path
-            data = load_file(tmp, target=target_value, source=base)
+            # limits: the loader measures the file before it inflates or parses it
+            data = load_file(tmp, target=target_value, source=base, limits=limits)
         except ValueError as exc:
             # nncore says which input is wrong; all but the target column are about the file
             field = "target" if isinstance(exc, DatasetError) and exc.field == "target" else "file"
@@ -110,6 +117,8 @@ def _base_name(filename: str | None) -> str:
     if not base:
         raise Invalid("the upload has no file name", [FieldProblem(
             "file", "the file needs a name ending in .csv or .npz")])
+    if why := bad_text(base):
+        raise Invalid(f"the file name {why}", [FieldProblem("file", f"the file name {why}")])
     return base
 
 

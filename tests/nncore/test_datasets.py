@@ -1,11 +1,17 @@
+import io
 import pathlib
+import re
+import struct
 import subprocess
 import sys
+import tracemalloc
+import zlib
 
 import numpy as np
 import pytest
 
-from nncore.datasets import DATASET_NAMES, Dataset, load_dataset, load_file
+from nncore.datasets import DATASET_NAMES, Dataset, DatasetError, FileLimits, load_dataset, load_file
+from nncore.spec import DEFAULT_LIMITS
 
 # name -> (n_samples, n_features, task, n_classes) with default arguments
 EXPECTED = {
@@ -404,3 +410,275 @@ def test_loading_never_imports_sklearn():
             "assert not any(m == 'sklearn' or m.startswith('sklearn.') for m in sys.modules)\n")
     root = pathlib.Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
+
+
+# -- bounds on user files: refused before they cost memory ----------------------------------
+
+MiB = 1 << 20
+DEFAULT_CELLS = f"{FileLimits().max_cells:,}"  # "33,554,432"
+
+
+def npy_header(shape: tuple[int, ...], descr: str) -> bytes:
+    """The .npy header numpy would write for an array of ``shape`` and ``descr``."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def deflated(head: bytes, zeros: int = 0) -> tuple[bytes, int, int]:
+    """A raw deflate stream of ``head`` followed by ``zeros`` zero bytes, with its CRC-32
+    and inflated size, without compressing every megabyte of a bomb: after a full flush
+    deflate starts afresh, so each further MiB of zeros compresses to the same bytes."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = bytes(MiB)
+    first = min(zeros, MiB)
+    parts = [comp.compress(head + block[:first]), comp.flush(zlib.Z_FULL_FLUSH)]
+    crc = zlib.crc32(head + block[:first])
+    whole, rest = divmod(zeros - first, MiB)
+    if whole:
+        parts.append((comp.compress(block) + comp.flush(zlib.Z_FULL_FLUSH)) * whole)
+        for _ in range(whole):
+            crc = zlib.crc32(block, crc)
+    parts += [comp.compress(block[:rest]), comp.flush()]
+    crc = zlib.crc32(block[:rest], crc)
+    return b"".join(parts), crc, len(head) + zeros
+
+
+def write_zip(path: pathlib.Path, members: dict[str, bytes | tuple[bytes, int, int]]) -> pathlib.Path:
+    """A zip archive of deflated members (``deflated``'s triples, or bytes to deflate),
+    written by hand because zipfile would compress a bomb's every byte."""
+    central, offset = [], 0
+    with open(path, "wb") as out:
+        for name, member in members.items():
+            data, crc, size = deflated(member) if isinstance(member, bytes) else member
+            raw = name.encode()
+            fields = (20, 0, 8, 0, 0x21, crc, len(data), size, len(raw))  # deflate, 1980-01-01
+            out.write(struct.pack("<4s5H3L2H", b"PK\x03\x04", *fields, 0) + raw + data)
+            central.append(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, *fields, 0, 0, 0, 0, 0, offset) + raw)
+            offset += 30 + len(raw) + len(data)
+        directory = b"".join(central)
+        out.write(directory + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(central), len(central),
+                                          len(directory), offset, 0))
+    return path
+
+
+def npz_bomb(path: pathlib.Path, rows: int = 8 * MiB, cols: int = 8, descr: str = "<f8") -> pathlib.Path:
+    """X of ``rows`` x ``cols`` zeros (512 MiB of float64 by default) and y of zeros, in
+    an archive of about half a megabyte."""
+    itemsize = np.dtype(descr).itemsize
+    return write_zip(path, {"X.npy": deflated(npy_header((rows, cols), descr), rows * cols * itemsize),
+                            "y.npy": deflated(npy_header((rows,), "|i1"), rows)})
+
+
+def peak_bytes(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``'s peak traced memory (numpy's buffers included) and its
+    result, or the exception it raised."""
+    tracemalloc.start()
+    try:
+        try:
+            outcome = fn(*args, **kwargs)
+        except Exception as exc:  # the outcome under test
+            outcome = exc
+        return tracemalloc.get_traced_memory()[1], outcome
+    finally:
+        tracemalloc.stop()
+
+
+def test_file_limits_default_to_the_spec_limits_and_refuse_nonsense():
+    limits = FileLimits()
+    assert (limits.max_rows, limits.max_features, limits.max_cells) == (
+        DEFAULT_LIMITS["max_samples"], DEFAULT_LIMITS["max_units"], 2**25)
+    assert limits.max_columns == 16_385 and limits.max_bytes == 2**28
+    for bad in ({"max_rows": 0}, {"max_cells": 1.5}, {"max_features": True}):
+        with pytest.raises(ValueError, match=r"FileLimits\.max_\w+ must be a whole number >= 1"):
+            FileLimits(**bad)
+
+
+def test_an_npz_bomb_is_refused_from_its_headers_without_inflating_it(tmp_path):
+    import zipfile
+
+    p = npz_bomb(tmp_path / "bomb.npz")
+    assert p.stat().st_size < MiB
+    with zipfile.ZipFile(p) as zf:
+        assert zf.getinfo("X.npy").file_size > 512 * MiB
+    peak, outcome = peak_bytes(load_file, p)
+    assert isinstance(outcome, DatasetError) and outcome.field == "file"
+    assert str(outcome) == (f"NPZ file '{p}': array 'X' holds 67,108,864 values (8,388,608 rows of 8 "
+                            f"features); the limit is {DEFAULT_CELLS} values")
+    assert peak < 4 * MiB, f"{peak:,} bytes traced: the archive was inflated"
+
+
+@pytest.mark.parametrize("x_shape, x_descr, y_shape, y_descr, match", [
+    # 8 TiB of float64, in a header of 128 bytes
+    ((2**40, 1), "<f8", (2**40,), "<f8", r"array 'X' has 1,099,511,627,776 rows \(shape \(1099511627776, 1\)\); "
+                                         r"the limit is 10,000,000 rows"),
+    ((10, 2**40), "<f8", (10,), "<f8", r"array 'X' has 1,099,511,627,776 features per sample .*the limit is 16,384"),
+    ((10, 4, 5000), "<f8", (10,), "<f8", r"array 'X' has 20,000 features per sample \(shape \(10, 4, 5000\)\)"),
+    ((9_000_000, 16), "<f8", (9_000_000,), "<f8", rf"array 'X' holds 144,000,000 values \(9,000,000 rows of 16 "
+                                                  rf"features\); the limit is {DEFAULT_CELLS} values"),
+    ((3, 2), "<f8", (2**40,), "<f8", r"array 'y' has 1,099,511,627,776 rows"),
+    ((3, 2), "<f8", (3, 20_000), "<f8", r"array 'y' has 20,000 targets per sample"),
+    # three labels of 100 M characters: 1.2 GB of fixed-width text
+    ((3, 2), "<f8", (3,), "<U100000000", r"array 'y' declares 1,200,000,000 bytes of data \(shape \(3,\), dtype "
+                                         r"<U100000000\); the limit is 268,435,456 bytes"),
+    ((3, 2), "<U5", (3,), "<f8", r"'X' must be numeric, got dtype <U5"),
+    ((3, 2), "<f8", (3,), "<M8[s]", r"'y' must be numeric or text labels, got dtype datetime64\[s\]"),
+    ((3, 2), "|O", (3,), "<f8", r"array 'X' holds Python objects; such arrays are refused"),
+])
+def test_npz_headers_past_a_limit_are_refused_before_the_data_is_read(tmp_path, x_shape, x_descr, y_shape,
+                                                                      y_descr, match):
+    # the headers alone: a loader that read past them would fail on missing data instead
+    p = write_zip(tmp_path / "big.npz", {"X.npy": npy_header(x_shape, x_descr),
+                                         "y.npy": npy_header(y_shape, y_descr)})
+    peak, outcome = peak_bytes(load_file, p)
+    assert isinstance(outcome, DatasetError) and outcome.field == "file", repr(outcome)
+    assert re.search(match, str(outcome)), str(outcome)
+    assert peak < MiB
+
+
+def test_npz_limits_can_be_tightened(tmp_path):
+    p = tmp_path / "small.npz"
+    np.savez(p, X=np.zeros((6, 3)), y=np.arange(6) % 2)
+    assert load_file(p).n_samples == 6
+    for limits, match in [(FileLimits(max_rows=5), r"array 'X' has 6 rows \(shape \(6, 3\)\); the limit is 5 rows"),
+                          (FileLimits(max_features=2), r"array 'X' has 3 features per sample .*the limit is 2$"),
+                          (FileLimits(max_cells=17), r"array 'X' holds 18 values \(6 rows of 3 features\); the "
+                                                     r"limit is 17 values")]:
+        with pytest.raises(DatasetError, match=match):
+            load_file(p, limits=limits)
+
+
+@pytest.mark.parametrize("member, match", [
+    (b"this is not an array", r"'X.npy' is not a NumPy .npy array \(it does not start with the .npy signature\)"),
+    (b"\x93NUMPY\x01\x00\x10", r"'X.npy' is not a NumPy .npy array \(its header is cut short\)"),
+    # version 2.0 may declare a header of 4 GiB: refused before it is read
+    (b"\x93NUMPY\x02\x00" + struct.pack("<I", 2**32 - 1), r"its header is 4,294,967,295 bytes long; numpy reads "
+                                                           r"at most 10,000"),
+    (npy_header((3, 2), "<f8").replace(b"(3, 2)", b"(3,-2)"), r"its header declares the shape \(3, -2\)"),
+    (npy_header((3, 2), "<f8").replace(b"'descr'", b"'descX'"), r"'X.npy' is not a NumPy .npy array \(Header does "
+                                                                r"not contain the correct keys"),
+    (b"\x93NUMPY\x03\x00" + npy_header((3, 2), "<f8")[8:], r"uses .npy format version 3.0"),
+])
+def test_an_npz_member_that_is_not_an_array_is_refused(tmp_path, member, match):
+    p = write_zip(tmp_path / "odd.npz", {"X.npy": member, "y.npy": npy_header((3,), "<f8") + bytes(24)})
+    with pytest.raises(DatasetError, match=match) as info:
+        load_file(p)
+    assert info.value.field == "file"
+
+
+def test_an_npz_member_inflating_past_its_header_is_refused(tmp_path):
+    x = npy_header((3, 2), "<f8") + np.arange(6.0).tobytes()
+    y = npy_header((3,), "<f8") + np.zeros(3).tobytes()
+    ok = write_zip(tmp_path / "ok.npz", {"X.npy": x, "y.npy": y})
+    np.testing.assert_array_equal(load_file(ok).X, np.arange(6.0).reshape(3, 2))
+    # np.load would read the 48 bytes the header declares and never inflate the rest:
+    # refused anyway, since numpy writes no such member and a bomb would
+    p = write_zip(tmp_path / "padded.npz", {"X.npy": deflated(x, 100 * MiB), "y.npy": y})
+    with pytest.raises(DatasetError, match=(r"'X.npy' inflates to 104,857,776 bytes, more than the 176 its .npy header "
+                                            r"accounts for; the archive is inconsistent")):
+        load_file(p)
+
+
+def test_a_single_npy_file_declaring_terabytes_is_refused_unread(tmp_path):
+    p = tmp_path / "huge.npz"
+    p.write_bytes(npy_header((2**40,), "<f8") + bytes(64))
+    with pytest.raises(DatasetError, match=r"is a single .npy array, not an archive of arrays 'X' and 'y'"):
+        load_file(p)
+
+
+def csv_text(rows: int, cols: int, seed: int = 0) -> str:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, cols - 1))
+    lines = [",".join(f"f{j}" for j in range(cols - 1)) + ",label"]
+    lines += [",".join(f"{v:.8f}" for v in row) + f",{'ab'[i % 2]}" for i, row in enumerate(X)]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_legal_csv_is_parsed_in_a_small_multiple_of_its_size(tmp_path):
+    p = write(tmp_path / "legal.csv", csv_text(5000, 10))
+    size = p.stat().st_size
+    peak, d = peak_bytes(load_file, p)
+    assert isinstance(d, Dataset), d
+    assert (d.n_samples, d.n_features, d.task, d.target_names) == (5000, 9, "binary", ("a", "b"))
+    np.testing.assert_array_equal(d.X, np.loadtxt(p, delimiter=",", skiprows=1, usecols=range(9)))
+    # X itself is 360 kB of float64 for a 600 kB file; a list of strings per row is ~8x
+    assert peak < 2 * size, f"peak {peak:,} bytes for a file of {size:,}"
+
+
+def test_csv_streaming_keeps_csv_semantics(tmp_path):
+    # BOM, CRLF, quoted names holding commas, blank and whitespace-only lines, a quoted
+    # label spanning two lines, a numeric header read as data when `target` is an index
+    p = tmp_path / "q.csv"
+    p.write_bytes('\ufeff"a,1",b,y\r\n1,2,cat\r\n\r\n , ,\r\n3," 4 ","two\nlines"\r\n5,6,cat\r\n'.encode())
+    d = load_file(p)
+    assert d.feature_names == ("a,1", "b") and d.target_names == ("cat", "two\nlines")
+    np.testing.assert_array_equal(d.X, [[1, 2], [3, 4], [5, 6]])
+    np.testing.assert_array_equal(d.y, [0, 1, 0])
+    # old Mac line ends: one physical line each, so the row count bound still holds
+    d = load_file(write(tmp_path / "cr.csv", "1,2,0\r3,4,1\r5,6,1\r"))
+    np.testing.assert_array_equal(d.X, [[1, 2], [3, 4], [5, 6]])
+    d = load_file(write(tmp_path / "idx.csv", "0.5,1,2\n1.5,3,4\n2.5,5,6\n"), target=0)
+    np.testing.assert_array_equal(d.y, [[0.5], [1.5], [2.5]])
+
+
+def test_a_ten_megabyte_line_is_refused_before_it_is_split(tmp_path):
+    p = write(tmp_path / "long.csv", "0," * 5_000_000 + "1\n")
+    peak, outcome = peak_bytes(load_file, p)
+    assert isinstance(outcome, DatasetError) and outcome.field == "file"
+    assert str(outcome) == (f"CSV file '{p}': row 1 is longer than 4,194,816 characters, the limit for one row "
+                            "(256 per column, for at most 16,384 feature columns and the target)")
+    # the 4 MB read up to the limit, not 5 M cells of ~60 bytes each
+    assert peak < 24 * MiB, f"{peak:,} bytes traced"
+    # a record spanning many short lines inside quotes is one record
+    p = write(tmp_path / "quoted.csv", "1,2,0\n3,\"" + "x\n" * 2000 + "\",0\n")
+    # 5 characters on line 2, then 2 a line: past 3,072 on line 1,536
+    with pytest.raises(DatasetError, match=r"row 1536 is longer than 3,072 characters"):
+        load_file(p, limits=FileLimits(max_features=10))
+
+
+def test_too_many_columns_are_refused_on_the_raw_line(tmp_path):
+    p = write(tmp_path / "wide.csv", ("0," * 99_999 + "1\n") * 3)
+    with pytest.raises(DatasetError, match=(r"^CSV file '.*wide.csv' has more than 16,384 feature columns \(row 1 has "
+                                            r"100,000 columns\); the limit is 16,384 feature columns and the "
+                                            r"target$")):
+        load_file(p)
+    # 1.3 M cells of two characters would be 1.3 M new strings if csv split the line
+    p = write(tmp_path / "cells.csv", "10," * 1_300_000 + "1\n")
+    peak, outcome = peak_bytes(load_file, p)
+    assert "(row 1 has 1,300,001 columns)" in str(outcome)
+    assert peak < 24 * MiB, f"{peak:,} bytes traced: the line was split"
+    # a later row, and rows with quotes (only csv can count those cells)
+    limits = FileLimits(max_features=3)
+    with pytest.raises(DatasetError, match=r"more than 3 feature columns \(row 3 has 5 columns\); the limit is 3"):
+        load_file(write(tmp_path / "later.csv", "1,2,0\n3,4,1\n1,2,3,4,5\n"), limits=limits)
+    with pytest.raises(DatasetError, match=r"more than 3 feature columns \(row 1 has 5 columns\)"):
+        load_file(write(tmp_path / "quoted.csv", '"a","b","c","d","y"\n1,2,3,4,5\n'), limits=limits)
+    assert load_file(write(tmp_path / "fits.csv", '"a,b",c,d,y\n1,2,3,4\n5,6,7,8\n'), limits=limits).n_features == 3
+
+
+def test_csv_rows_cells_and_label_bytes_are_refused_as_soon_as_exceeded(tmp_path):
+    body = "".join(f"{i},{i + 1},{i % 2}\n" for i in range(1000))
+    # a bad row far below the limit: the limit is reported, so reading stopped there
+    p = write(tmp_path / "rows.csv", "a,b,y\n" + body + "1,2\n")
+    with pytest.raises(DatasetError, match=(r"has more than 5 rows of data \(row 7 is one too many\); the limit is "
+                                            r"5$")):
+        load_file(p, limits=FileLimits(max_rows=5))
+    with pytest.raises(DatasetError, match=(r"has more than 20 cells \(7 rows of 3 columns by row 8\); the limit is 20 "
+                                            r"cells$")):
+        load_file(p, limits=FileLimits(max_cells=20))
+    assert load_file(write(tmp_path / "ok.csv", "a,b,y\n" + body)).n_samples == 1000
+    labels = write(tmp_path / "labels.csv", "".join(f"{i},{'label' * 2}{i}\n" for i in range(3)))
+    with pytest.raises(DatasetError, match=(r"the text labels of the target column would take 88 bytes by row 2 "
+                                            r"\(labels of up to 11 characters\); the limit is 80 bytes$")):
+        load_file(labels, limits=FileLimits(max_cells=10))
+
+
+def test_csv_errors_keep_their_order(tmp_path):
+    # a row of the wrong width is reported before an earlier bad cell, and a bad
+    # feature cell before a bad target, as when every row was read first
+    with pytest.raises(DatasetError, match=r"row 4 has 2 columns but row 1 has 3"):
+        load_file(write(tmp_path / "w.csv", "a,b,y\n1,x,0\n2,3,1\n4,5\n"))
+    with pytest.raises(DatasetError, match=r"row 3, column 1 \('a'\) holds 'x'"):
+        load_file(write(tmp_path / "c.csv", "a,b,y\n1,2,z\nx,3,1\n4,5,0\n"))
+    with pytest.raises(DatasetError, match=r"no column named 'q'"):
+        load_file(write(tmp_path / "t.csv", "a,b,y\n1,x,0\n"), target="q")

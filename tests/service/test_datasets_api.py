@@ -4,6 +4,7 @@ fresh SQLite and a fresh PostgreSQL database: CSV and NPZ are checked by nncore'
 (and administrators). One test sends an oversized upload to a real gunicorn server."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.nncore.test_datasets import MiB, npy_header, npz_bomb, write_zip
 
 UPLOAD_LIMIT = 200_000
 # read by the api_server (in-process) and live_api_server (gunicorn) fixtures: a small
@@ -243,3 +246,73 @@ def test_the_openapi_document_shows_the_multipart_upload(api_server):
     assert upload_schema["required"] == ["file"]
     assert {"201", "401", "413", "422"} <= set(op["responses"])
     assert set(spec["paths"]["/api/v1/datasets/{dataset_id}"]["delete"]["responses"]) >= {"204", "404", "409"}
+
+
+# -- uploads past the size limits: refused before they cost the API memory ----------------
+
+def refused_without_a_trace(server, filename: str, content: bytes) -> str:
+    """Upload ``content``: a 422 about the file, and no row or file left behind; the message."""
+    s = server.session("alice")
+    before, listed = stored_files(server), s.get(server.api + "/datasets").json()["items"]
+    body = assert_problem(upload(server, "alice", filename, content), 422, "file")
+    assert stored_files(server) == before
+    assert s.get(server.api + "/datasets").json()["items"] == listed
+    return body["errors"][0]["message"]
+
+
+def test_an_npz_bomb_is_a_422_before_it_is_inflated(api_server, tmp_path):
+    # 128 MiB of zeros in about 130 kB, under this module's upload limit
+    bomb = npz_bomb(tmp_path / "bomb.npz", rows=4 * MiB, cols=32, descr="|i1").read_bytes()
+    assert len(bomb) < UPLOAD_LIMIT
+    assert refused_without_a_trace(api_server, "bomb.npz", bomb) == (
+        "NPZ file 'bomb.npz': array 'X' holds 134,217,728 values (4,194,304 rows of 32 features); the limit is "
+        "33,554,432 values")
+
+
+def test_an_npy_header_declaring_8_tib_is_a_422(api_server, tmp_path):
+    content = write_zip(tmp_path / "huge.npz", {"X.npy": npy_header((2**40, 1), "<f8"),
+                                                "y.npy": npy_header((2**40,), "<f8")}).read_bytes()
+    assert refused_without_a_trace(api_server, "huge.npz", content) == (
+        "NPZ file 'huge.npz': array 'X' has 1,099,511,627,776 rows (shape (1099511627776, 1)); the limit is "
+        "10,000,000 rows")
+    # and an archive member that is no array at all is a 422 too, not a 500
+    content = write_zip(tmp_path / "odd.npz", {"X.npy": b"not an array", "y.npy": npy_header((1,), "<f8")}).read_bytes()
+    assert "'X.npy' is not a NumPy .npy array" in refused_without_a_trace(api_server, "odd.npz", content)
+
+
+def test_a_csv_of_100000_columns_is_a_422(api_server):
+    content = ("," * 99_999 + "1\n").encode()
+    assert refused_without_a_trace(api_server, "wide.csv", content) == (
+        "CSV file 'wide.csv' has more than 16,384 feature columns (row 1 has 100,000 columns); the limit is 16,384 "
+        "feature columns and the target")
+
+
+def test_the_limits_come_from_the_server_settings(api_server, tmp_path):
+    state = api_server.app.extensions["trainyard"]
+    state.settings = dataclasses.replace(state.settings, max_dataset_cells=100, spec_limits={
+        **state.settings.spec_limits, "max_units": 4, "max_samples": 50})
+
+    def rows(n: int, cols: int) -> bytes:
+        return "".join(",".join(str((i + j) % 2) for j in range(cols)) + "\n" for i in range(n)).encode()
+
+    assert "the limit is 4 feature columns" in refused_without_a_trace(api_server, "f.csv", rows(2, 6))
+    assert "more than 50 rows of data (row 51 is one too many); the limit is 50" in refused_without_a_trace(
+        api_server, "r.csv", rows(51, 2))
+    assert "the limit is 100 cells" in refused_without_a_trace(api_server, "c.csv", rows(40, 3))
+    np.savez(tmp_path / "v.npz", X=np.zeros((30, 4)), y=np.arange(30) % 2)
+    assert "the limit is 100 values" in refused_without_a_trace(api_server, "v.npz",
+                                                                (tmp_path / "v.npz").read_bytes())
+    assert upload(api_server, "alice", "ok.csv", rows(33, 3)).status_code == 201
+
+
+def test_max_dataset_cells_is_read_from_the_environment(monkeypatch):
+    from service.shared.settings import Settings
+
+    monkeypatch.delenv("TRAINYARD_MAX_DATASET_CELLS", raising=False)
+    assert Settings.from_env().max_dataset_cells == 2**25
+    monkeypatch.setenv("TRAINYARD_MAX_DATASET_CELLS", "1000")
+    assert Settings.from_env().max_dataset_cells == 1000
+    monkeypatch.setenv("TRAINYARD_MAX_DATASET_CELLS", "0")
+    with pytest.raises(ValueError, match=r"TRAINYARD_MAX_DATASET_CELLS must be a positive whole number of values, "
+                                         r"got '0'"):
+        Settings.from_env()
