@@ -9,6 +9,7 @@ a crash never leaves a half-written checkpoint under the final name.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -66,13 +67,31 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> str:
     return sha256_of(path)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (never unpickles)."""
+class ChecksumMismatch(ValueError):
+    """A checkpoint file is not the one whose sha256 was recorded when it was written."""
+
+
+def load_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (never unpickles).
+
+    With ``sha256`` (what :func:`save_checkpoint` returned), the file is read once,
+    hashed and loaded from those same bytes, so what is loaded is what was verified;
+    :class:`ChecksumMismatch` if it changed since.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    source: Any = path
+    if sha256 is not None:
+        data = path.read_bytes()
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            raise ChecksumMismatch(f"checkpoint {path.name} has sha256 {actual[:12]}..., not the {sha256[:12]}... "
+                                   "recorded when it was written: the file changed since (a disk fault or a "
+                                   "hand edit)")
+        source = io.BytesIO(data)
     try:
-        with np.load(path, allow_pickle=False) as arrays:
+        with np.load(source, allow_pickle=False) as arrays:
             state = _decode(arrays)
     except ValueError as exc:
         raise ValueError(f"{path} is not a trainyard checkpoint (or contains pickled objects): {exc}") from None

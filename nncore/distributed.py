@@ -22,9 +22,12 @@ import time
 import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .datasets import FileLimits
 
 
 def split_rows(start: int, stop: int, rank: int, size: int) -> tuple[int, int]:
@@ -80,9 +83,11 @@ def rank_main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--spec", required=True)
     ap.add_argument("--out")
     ap.add_argument("--resume")
+    ap.add_argument("--resume-sha256")
     ap.add_argument("--steps", action="store_true", help="emit a step event per update")
     ap.add_argument("--data-path", help="the file of an uploaded dataset the spec names by id")
     ap.add_argument("--target", help="its target column (name, or index as digits)")
+    ap.add_argument("--data-limits", help="rows,features,cells: the bounds it was checked against on upload")
     ap.add_argument("--checkpoint-suffix", default="", help="appended to checkpoint file names (one per attempt)")
     ap.add_argument("--launcher-deletes", action="store_true",
                     help="leave deleting the checkpoints retention drops to the launcher (checkpoint_deleted events)")
@@ -91,6 +96,15 @@ def rank_main(argv: Sequence[str] | None = None) -> None:
     rank = reducer.rank
     with abort_unless_finished(reducer):
         _run_rank(args, reducer, rank)
+
+
+def _limits(text: str | None) -> FileLimits | None:
+    from .datasets import FileLimits
+
+    if not text:
+        return None
+    rows, features, cells = (int(v) for v in text.split(","))
+    return FileLimits(max_rows=rows, max_features=features, max_cells=cells)
 
 
 def _run_rank(args: argparse.Namespace, reducer: MPIReducer, rank: int) -> None:
@@ -103,11 +117,11 @@ def _run_rank(args: argparse.Namespace, reducer: MPIReducer, rank: int) -> None:
         emitter = [EventEmitter(_emit, steps=args.steps)] if rank == 0 else []
         target = int(args.target) if args.target and args.target.isdigit() else args.target
         job = Job(spec, out_dir=args.out, callbacks=emitter, reducer=reducer, data_path=args.data_path,
-                  data_target=target,
+                  data_target=target, data_limits=_limits(args.data_limits),
                   checkpoint_hooks=_checkpoint_events(args.checkpoint_suffix, args.launcher_deletes)
                   if rank == 0 else None)
         if args.resume:
-            job.resume(args.resume)
+            job.resume(args.resume, args.resume_sha256)
         # every rank starts from rank 0's parameters, whatever their own initialisation
         reducer.broadcast(job.net.params)
         if rank == 0:

@@ -17,7 +17,7 @@ import numpy as np
 from .callbacks import Checkpointer, EarlyStopping
 from .checkpoint import load_checkpoint
 from .data import Standardizer, train_validation_split
-from .datasets import Dataset, load_dataset
+from .datasets import Dataset, FileLimits, load_dataset
 from .hooks import Callback, TrainResult
 from .losses import LOSSES, Loss
 from .network import Network
@@ -41,7 +41,7 @@ class PreparedData:
 
 
 def prepare_data(spec: dict[str, Any], dataset: Dataset | None = None, path: str | None = None,
-                 target: int | str | None = None) -> PreparedData:
+                 target: int | str | None = None, limits: FileLimits | None = None) -> PreparedData:
     """Load the spec's dataset (or use ``dataset``), split, standardise, encode targets.
 
     ``path`` overrides ``data.path`` (the service resolves an uploaded dataset's id to
@@ -58,7 +58,7 @@ def prepare_data(spec: dict[str, Any], dataset: Dataset | None = None, path: str
             name = "npz" if str(file_path).endswith(".npz") else "csv"
         if name in ("csv", "npz"):
             # the spec's target wins; else the one recorded with an uploaded dataset
-            kwargs = {"path": file_path, "target": d.get("target", target)}
+            kwargs = {"path": file_path, "target": d.get("target", target), "limits": limits}
         else:
             kwargs = {"n_samples": d.get("n_samples"), "noise": d.get("noise"), "seed": spec["seed"]}
             kwargs = {k: v for k, v in kwargs.items() if v is not None}
@@ -127,14 +127,16 @@ class Job:
         Extra hooks (progress bars, metric writers, cancel flags).
     reducer : Reducer, optional
         The data-parallel gradient reducer; rank 0 alone writes checkpoints.
+    data_limits : FileLimits, optional
+        Bounds on a csv/npz file read for the job (the service's, which checked it on upload).
     """
 
     def __init__(self, spec: dict[str, Any], out_dir: str | Path | None = None, callbacks: Iterable[Callback] = (),
                  reducer: Reducer | None = None, dataset: Dataset | None = None, data_path: str | None = None,
                  keep_last: int | None = None, checkpoint_hooks: dict[str, Any] | None = None,
-                 data_target: int | str | None = None) -> None:
+                 data_target: int | str | None = None, data_limits: FileLimits | None = None) -> None:
         self.spec = validate_spec(spec)
-        self.data = prepare_data(self.spec, dataset, data_path, data_target)
+        self.data = prepare_data(self.spec, dataset, data_path, data_target, data_limits)
         self.net = build_network(self.spec, self.data.n_features)
         callbacks = list(callbacks)
         self.checkpointer: Checkpointer | None = None
@@ -159,9 +161,10 @@ class Job:
             extra["scaler_std"] = self.data.standardizer.std
         return extra
 
-    def resume(self, checkpoint: str | Path | dict[str, Any]) -> None:
-        """Continue from a checkpoint: the rest of training is as if never stopped."""
-        state = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+    def resume(self, checkpoint: str | Path | dict[str, Any], sha256: str | None = None) -> None:
+        """Continue from a checkpoint: the rest of training is as if never stopped.
+        ``sha256``: the file's recorded digest, verified before it is loaded."""
+        state = load_checkpoint(checkpoint, sha256) if not isinstance(checkpoint, dict) else checkpoint
         self.trainer.load_state_dict(state)
         if self.checkpointer is not None:
             self.checkpointer.load_state_dict(state.get("checkpointer"))
@@ -205,8 +208,10 @@ class Model:
         self.net, self.scaler, self.task, self.spec = net, scaler, task, spec
 
     @classmethod
-    def load(cls, path: str | Path, best: bool = False) -> Model:
-        state = load_checkpoint(path)
+    def load(cls, path: str | Path, best: bool = False, sha256: str | None = None) -> Model:
+        """The model of a checkpoint file (``best``: early stopping's best parameters);
+        with ``sha256``, only if the file is the one recorded (see :func:`load_checkpoint`)."""
+        state = load_checkpoint(path, sha256)
         net = Network.from_config(state["network"])
         params = state["best_params"] if best and "best_params" in state else state["params"]
         np.copyto(net.params, params, casting="same_kind")

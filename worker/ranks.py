@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nncore.datasets import FileLimits
 from nncore.hooks import StepLog
 from service.store.lifecycle import LeaseLost
 from service.store.status import JobStatus, status_for
@@ -19,8 +20,9 @@ from .launch import launch, terminate_group
 
 
 def run_distributed(attempt: Attempt, spec: dict[str, Any], out_dir: Path, data_path: str | None,
-                    data_target: int | str | None, resume_path: str | None, started: float,
-                    raw_steps: int | None = None) -> tuple[JobStatus, str | None, dict[str, Any] | None]:
+                    data_target: int | str | None, resume_path: str | None, resume_sha256: str | None, started: float,
+                    raw_steps: int | None = None, data_limits: FileLimits | None = None
+                    ) -> tuple[JobStatus, str | None, dict[str, Any] | None]:
     """Train on ``spec.distributed.world_size`` ranks; return (status, error, summary).
     LeaseLost when the attempt lost its job (the ranks are stopped first)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -33,8 +35,12 @@ def run_distributed(attempt: Attempt, spec: dict[str, Any], out_dir: Path, data_
         args += ["--data-path", data_path]
     if data_target is not None:
         args += ["--target", str(data_target)]
+    if data_limits is not None:
+        args += ["--data-limits", f"{data_limits.max_rows},{data_limits.max_features},{data_limits.max_cells}"]
     if resume_path:
         args += ["--resume", resume_path]
+        if resume_sha256:
+            args += ["--resume-sha256", resume_sha256]
     reporter = Reporter(attempt, spec["epochs"], 1, raw_steps)
     procs: list[Any] = []
     seen: dict[str, Any] = {}

@@ -33,7 +33,7 @@ from service.store.db import make_engine, make_sessionmaker
 from service.store.jobs import job_artifact_dir
 from service.store.lifecycle import LeaseLost
 from service.store.models import Checkpoint, Dataset, Job
-from service.store.results import cut_metrics, reconcile_checkpoints
+from service.store.results import cut_metrics, public_result, reconcile_checkpoints
 from service.store.status import JobStatus, status_for
 from service.store.workers import lease_owner
 
@@ -88,16 +88,20 @@ def _checkpoint_hooks(attempt: Attempt, train: list[TrainJob], reporter: list[Re
     return {"on_save": on_save, "on_delete": on_delete, "name_suffix": attempt.checkpoint_suffix}
 
 
-def _resume_point(session: Session, job_id: int) -> tuple[Checkpoint | None, dict[str, Any] | None]:
-    """The newest listed checkpoint whose file is there, and its state."""
+def _resume_point(session: Session, job_id: int
+                  ) -> tuple[Checkpoint | None, dict[str, Any] | None, list[str]]:
+    """The newest listed checkpoint whose file is there and is the one recorded (its
+    sha256), its state, and why each newer one was passed over."""
+    skipped = []
     for row in session.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id)
                                .order_by(Checkpoint.epoch.desc())):
         if Path(row.path).is_file():
             try:
-                return row, load_checkpoint(row.path)
+                return row, load_checkpoint(row.path, row.sha256 or None), skipped
             except (ValueError, OSError) as exc:
-                log.warning("job %s: checkpoint %s is unreadable (%s); trying an older one", job_id, row.path, exc)
-    return None, None
+                log.warning("job %s: checkpoint %s is unusable (%s); trying an older one", job_id, row.path, exc)
+                skipped.append(f"skipped {Path(row.path).name}: {exc}")
+    return None, None, skipped
 
 
 # -- one attempt ---------------------------------------------------------------------------------
@@ -138,7 +142,7 @@ def _run_attempt(attempt: Attempt, settings: Settings, spec: dict[str, Any], dat
     lease = attempt.lease
     out_dir = checkpoint_dir(settings, lease.job_id)
     with attempt.sessions() as s:
-        resume, state = _resume_point(s, lease.job_id)
+        resume, state, skipped = _resume_point(s, lease.job_id)
         resume_path = resume.path if resume else None
         cut_step, cut = (resume.step, resume.series_cut) if resume else (None, None)
         listed = set(s.scalars(select(Checkpoint.epoch).where(Checkpoint.job_id == lease.job_id)))
@@ -150,19 +154,22 @@ def _run_attempt(attempt: Attempt, settings: Settings, spec: dict[str, Any], dat
     # the series as the checkpoint saw them: what an earlier attempt wrote past it goes
     attempt.write(lambda s: cut_metrics(s, lease, cut_step, cut), "metrics cut")
     raw_steps = raw_steps_for(spec, settings)
-    if resume_path is not None or removed:
+    if resume_path is not None or removed or skipped:
         note = f"resumed from {Path(resume_path).name}" if resume_path else "started afresh"
         note += f"; removed {len(removed)} checkpoint file(s) no row listed" if removed else ""
+        note += "".join(f"; {why}" for why in skipped)
         attempt.write(lambda s: lifecycle.add_event(s, lease, "log", note), "event")
     if spec["distributed"]["world_size"] > 1:
         from .ranks import run_distributed
 
         status, error, summary = run_distributed(attempt, spec, out_dir, data_path,
-                                                 data_target, resume_path, started, raw_steps)
+                                                 data_target, resume_path, resume.sha256 if resume else None,
+                                                 started, raw_steps, settings.dataset_limits)
     else:
         holder: list[TrainJob] = []
         reporters: list[Reporter] = []
         train = TrainJob(spec, out_dir=out_dir, data_path=data_path, data_target=data_target,
+                         data_limits=settings.dataset_limits,
                          checkpoint_hooks=_checkpoint_hooks(attempt, holder, reporters))
         holder.append(train)
         reporter = Reporter(attempt, spec["epochs"], len(train.trainer.batch_plan(train.data.train.n)), raw_steps)
@@ -183,8 +190,19 @@ def _run_attempt(attempt: Attempt, settings: Settings, spec: dict[str, Any], dat
         summary["flush_seconds"] = round(time.monotonic() - t_trained, 3)
         status = status_for(result.status)
         error = result.reason if status is JobStatus.FAILED else None
-    attempt.write(lambda s: lifecycle.finish(s, lease, status, error, summary), "final status")
+    # the result names its checkpoint by epoch, as the API does: not where the file is
+    error = without_artifact_dir(error, settings) if error else error
+    attempt.write(lambda s: lifecycle.finish(s, lease, status, error, public_result(summary)), "final status")
     return status.value
+
+
+def without_artifact_dir(text: str, settings: Settings) -> str:
+    """``text`` (a job's error, which its user reads) with the paths of the artifact
+    folder made relative to it: where the server keeps its files is none of theirs."""
+    folder = settings.artifact_dir
+    for prefix in sorted({str(folder), str(folder.resolve())}, key=len, reverse=True):
+        text = text.replace(prefix + os.sep, "").replace(prefix, ".")
+    return text
 
 
 def _attempt_failed(attempt: Attempt, settings: Settings, max_restarts: int, exc: Exception) -> str:
@@ -192,6 +210,7 @@ def _attempt_failed(attempt: Attempt, settings: Settings, max_restarts: int, exc
     permanent = isinstance(exc, PERMANENT)
     reason = str(exc) if isinstance(exc, (ValueError, NotImplementedError)) else f"{type(exc).__name__}: {exc}"
     log.error("job %s attempt %s failed: %s", lease.job_id, lease.attempt, reason, exc_info=exc)
+    reason = without_artifact_dir(reason, settings)
     try:
         status = attempt.write(lambda s: lifecycle.retry_or_fail(s, lease, reason, max_restarts, permanent),
                                "failure")

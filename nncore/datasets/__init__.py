@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import os
 
-from .bundled import BUNDLED
-from .files import FORMATS, load_file, load_path
+from .bundled import BUNDLED, SHAPES
+from .files import FORMATS, FileLimits, load_file, load_path
 from .inference import MAX_INFERRED_CLASSES
 from .synthetic import GENERATORS, generate
 from .types import TASKS, Dataset, DatasetError, refuse
 
 __all__ = ["DATASET_NAMES", "FILE_NAMES", "MAX_INFERRED_CLASSES", "REAL_NAMES", "SYNTHETIC_NAMES", "TASKS",
-           "Dataset", "DatasetError", "load_dataset", "load_file"]
+           "Dataset", "DatasetError", "FileLimits", "dataset_shape", "load_dataset", "load_file"]
 
 SYNTHETIC_NAMES: tuple[str, ...] = tuple(sorted(GENERATORS))
 REAL_NAMES: tuple[str, ...] = tuple(sorted(BUNDLED))
@@ -45,7 +45,8 @@ DATASET_NAMES: list[str] = sorted(SYNTHETIC_NAMES + REAL_NAMES + FILE_NAMES)
 
 def load_dataset(name: str, *, n_samples: int | None = None, noise: float | None = None,
                  seed: int = 0, path: str | os.PathLike | None = None,
-                 target: int | str | None = None, task: str | None = None) -> Dataset:
+                 target: int | str | None = None, task: str | None = None,
+                 limits: FileLimits | None = None) -> Dataset:
     """Load a data set by name.
 
     Parameters
@@ -67,7 +68,7 @@ def load_dataset(name: str, *, n_samples: int | None = None, noise: float | None
         which are fixed.
     path : str or path-like, optional
         Required for ``csv`` and ``npz``, refused otherwise.
-    target, task
+    target, task, limits
         For ``csv``/``npz`` only; see :func:`load_file`.
 
     Returns
@@ -91,9 +92,21 @@ def load_dataset(name: str, *, n_samples: int | None = None, noise: float | None
         refuse(name, " (a user file)", n_samples=n_samples, noise=noise)
         if path is None:
             raise DatasetError("path", f"dataset {name!r} needs `path`, the file to read")
-        return load_path(path, name, target=target, task=task)
+        return load_path(path, name, target=target, task=task, limits=limits)
     refuse(name, " (only csv and npz read files)", path=path, target=target, task=task)
     if name in BUNDLED:
         refuse(name, " (a fixed data set)", n_samples=n_samples, noise=noise)
         return BUNDLED[name]()
     return generate(name, n_samples, noise, seed)
+
+
+def dataset_shape(name: str, n_samples: int | None = None) -> tuple[int, int]:
+    """``(n_samples, n_features)`` of a synthetic or scikit-learn set, without drawing
+    or reading it (a job is sized before it runs); ``n_samples`` as for :func:`load_dataset`."""
+    if name in SHAPES:
+        return SHAPES[name]
+    if name not in GENERATORS:
+        raise DatasetError("name", f"dataset {name!r} has no fixed shape; known: {', '.join(sorted(GENERATORS))}, "
+                                   f"{', '.join(sorted(SHAPES))}")
+    g = GENERATORS[name]
+    return (n_samples or g.default_n or 4), g.n_features

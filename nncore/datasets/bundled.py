@@ -103,6 +103,11 @@ def _diabetes() -> Dataset:
                    target_names=("disease_progression",))
 
 
+#: (n_samples, n_features) of each, so a job can be sized without reading the file
+SHAPES: dict[str, tuple[int, int]] = {
+    "breast_cancer": (569, 30), "diabetes": (442, 10), "digits": (1797, 64), "iris": (150, 4), "wine": (178, 13),
+}
+
 BUNDLED: dict[str, Callable[[], Dataset]] = {
     "breast_cancer": _breast_cancer, "diabetes": _diabetes, "digits": _digits,
     "iris": _iris, "wine": _wine,

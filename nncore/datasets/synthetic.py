@@ -22,6 +22,7 @@ class SyntheticSet:
     default_n: int | None
     default_noise: float
     min_n: int
+    n_features: int = 2
 
 
 def generate(name: str, n_samples: int | None, noise: float | None, seed: int) -> Dataset:
@@ -132,5 +133,5 @@ GENERATORS: dict[str, SyntheticSet] = {
     "circles": SyntheticSet(_circles, 200, 0.05, 2),
     "spirals": SyntheticSet(_spirals, 400, 0.05, 2),
     "blobs": SyntheticSet(_blobs, 300, 1.0, 3),
-    "sine": SyntheticSet(_sine, 200, 0.1, 1),
+    "sine": SyntheticSet(_sine, 200, 0.1, 1, n_features=1),
 }

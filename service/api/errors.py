@@ -16,7 +16,7 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from ..store.db import unreachable
-from ..store.errors import Conflict, DomainError, FieldProblem, Invalid, NotFound
+from ..store.errors import Conflict, DomainError, FieldProblem, Forbidden, Invalid, NotFound, QuotaExceeded
 from .state import discard_db
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,14 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 
 _SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
           406: "not-acceptable", 409: "conflict", 413: "too-large", 415: "unsupported-media-type",
-          422: "validation", 429: "too-many-requests", 500: "internal", 503: "unavailable"}
+          422: "validation", 429: "too-many-requests", 500: "internal", 503: "unavailable",
+          # answered by the HTTP server itself (trainyard/httpworker.py), before Flask sees the request
+          408: "request-timeout", 414: "uri-too-long", 431: "header-fields-too-large", 501: "not-implemented"}
+
+
+def problem_type(status: int) -> str:
+    """The ``type`` URI of the problem for ``status`` (the HTTP server's own answers use it too)."""
+    return PROBLEM_TYPE + _SLUGS.get(status, str(status))
 
 
 #: seconds a client should wait before retrying while the database is unreachable
@@ -50,8 +57,8 @@ DATABASE_RETRY_AFTER_S = 5
 
 
 def problem(status: int, title: str, detail: str | None = None, errors: list[FieldProblem] | None = None,
-            headers: dict[str, str] | None = None) -> Response:
-    body: dict[str, Any] = {"type": PROBLEM_TYPE + _SLUGS.get(status, str(status)), "title": title,
+            headers: dict[str, str] | None = None, slug: str | None = None) -> Response:
+    body: dict[str, Any] = {"type": PROBLEM_TYPE + (slug or _SLUGS.get(status, str(status))), "title": title,
                             "status": status, "instance": request.path}
     if detail:
         body["detail"] = detail
@@ -107,8 +114,12 @@ def init_app(app: APIFlask) -> None:
             return problem(404, exc.title, str(exc))
         if isinstance(exc, Conflict):
             return problem(409, exc.title, str(exc))
+        if isinstance(exc, Forbidden):
+            return problem(403, exc.title, str(exc))
         if isinstance(exc, Invalid):
             return problem(422, exc.title, str(exc), exc.problems)
+        if isinstance(exc, QuotaExceeded):
+            return problem(403, exc.title, str(exc), exc.problems, slug="quota")
         return problem(400, exc.title, str(exc))
 
     @app.errorhandler(HTTPException)
@@ -192,6 +203,12 @@ def problem_responses_in_spec(spec: dict[str, Any]) -> dict[str, Any]:
         for op in path_item.values():
             if not isinstance(op, dict):
                 continue
+            # the HTTP server answers these for any route, before it sees the request
+            # (trainyard/httpworker.py: the request line and the head are bounded)
+            op.setdefault("responses", {}).setdefault("414", {"description": "The request line is longer than "
+                                                                             "the server accepts (8190 bytes)"})
+            op["responses"].setdefault("431", {"description": "The request's header fields are larger than the "
+                                                              "server accepts"})
             if "requestBody" in op:
                 op["requestBody"]["required"] = True
                 if "application/json" in op["requestBody"].get("content", {}):

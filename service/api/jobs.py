@@ -48,6 +48,7 @@ def _json_body_limit() -> None:
                                                              "job of a replayed Idempotency-Key",
                                                              "schema": {"type": "string", "enum": ["true"]}}}},
                    400: "The body is not JSON", 401: "No valid token",
+                   403: "The job's checkpoints would not fit the user's quota (GET /api/v1/me shows it)",
                    409: "The same Idempotency-Key is being processed", 413: "The body is too large",
                    422: "Invalid job (every problem with its JSON path)"})
 def submit(json_data: Any) -> Any:
@@ -55,7 +56,7 @@ def submit(json_data: Any) -> Any:
     data = json_data.model_dump() if hasattr(json_data, "model_dump") else dict(json_data)
     session = db()
     job, created = store.submit_job(session, current_user(), data["spec"], data["priority"], key, body=data,
-                                    limits=state().settings.spec_limits)
+                                    limits=state().settings.spec_limits, budget=state().budget)
     if created:
         enqueue(session, state().enqueuer, job)
     headers = {"Location": url_for("jobs.get_job", job_id=job.id)}

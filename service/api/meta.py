@@ -24,5 +24,9 @@ def meta() -> Any:
     settings = state().settings
     return Meta.model_validate({"version": version("trainyard"), "job_statuses": list(JobStatus),
                                 "limits": {**settings.spec_limits, "max_upload_bytes": settings.max_upload_bytes,
-                                           "max_predict_rows": settings.max_predict_rows},
+                                           "max_predict_rows": settings.max_predict_rows,
+                                           "max_dataset_cells": settings.max_dataset_cells,
+                                           "job_memory_bytes": settings.job_memory_bytes,
+                                           "job_checkpoint_bytes": settings.job_checkpoint_bytes,
+                                           "user_quota_bytes": settings.user_quota_bytes or None},
                                "series": [entry.as_dict() for entry in CATALOG]})

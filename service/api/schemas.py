@@ -8,15 +8,28 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 import numpy as np
 from apiflask.fields import UploadFile
 from flask import url_for
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, create_model, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from nncore.spec import DATA_KEYS, DEFAULT_LIMITS, LAYER_KEYS, MODEL_KEYS, TOP_LEVEL
 
+from ..store.errors import bad_text
 from ..store.metrics import MAX_METRICS_PAGE, MAX_POINTS, MIN_POINTS
-from ..store.models import Checkpoint, User
+from ..store.models import ApiToken, Checkpoint, User
 from ..store.predict import Prediction
-from ..store.results import MAX_EVENTS_PAGE
+from ..store.results import MAX_EVENTS_PAGE, public_result
 from ..store.status import JobStatus
+from ..store.users import MAX_LIFETIME, MAX_NAME, expiry_problem
 from ..store.workers import WorkerView
 
 # ids and steps are BIGINT columns; larger numbers are refused before they reach SQL
@@ -84,10 +97,15 @@ IsoTime = Annotated[str, BeforeValidator(_iso_time)]
 
 
 def _no_nul(value: Any) -> Any:
-    # PostgreSQL text cannot hold NUL: refused here, as a 422 naming the field, not a 500 there
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+    # PostgreSQL text cannot hold NUL (nor an unpaired surrogate): refused here, as a 422
+    # naming the field, not a 500 there
+    if isinstance(value, str) and (why := bad_text(value)):
+        raise ValueError(why)
     return value
+
+
+#: text a client sends that is stored or looked up
+Text = Annotated[str, BeforeValidator(_no_nul)]
 
 
 #: a comma-separated list of series names (a query's ``name``)
@@ -205,7 +223,8 @@ class JobOut(_JobRef):
     cancel_requested: bool
     progress: dict[str, Any] | None
     error: str | None
-    result: dict[str, Any] | None
+    result: Annotated[dict[str, Any] | None, AfterValidator(public_result)] = Field(
+        description="The training summary once the job ended; its checkpoint is the last one's epoch.")
     dataset_id: int | None
     spec: dict[str, Any]
     created_at: IsoTime
@@ -223,8 +242,8 @@ class DatasetUpload(BaseModel):
 
     file: UploadFile = Field(description="A .csv file (numbers, optionally a header row and a text label column) "
                                          "or a .npz archive with arrays X and y (no object arrays).")
-    name: str | None = Field(None, max_length=200, description="Default: the file name without its extension.")
-    target: str | None = Field(None, max_length=200,
+    name: Text | None = Field(None, max_length=200, description="Default: the file name without its extension.")
+    target: Text | None = Field(None, max_length=200,
                                description="CSV only: the target column, by header name or by index (digits, "
                                            "negative counts from the end). Default: the last column.")
 
@@ -412,9 +431,19 @@ class WorkerList(_Items[WorkerOut]):
     pass
 
 
+class Quota(_Out):
+    limit_bytes: int | None = Field(description="The user's quota on artifacts; null: none")
+    used_bytes: int = Field(description="Datasets plus checkpoints stored now")
+    datasets_bytes: int
+    checkpoints_bytes: int
+    reserved_bytes: int = Field(description="What the user's unfinished jobs may still write")
+    free_bytes: int | None = Field(description="What is left for new datasets and jobs; null: no quota")
+
+
 class Me(_Out):
     name: str
     is_admin: bool
+    quota: Quota
 
 
 class Health(BaseModel):
@@ -439,6 +468,10 @@ class StatusInfo(_Out):
 class _ServerLimits(BaseModel):
     max_upload_bytes: int = Field(description="The largest request body (dataset uploads included), bytes.")
     max_predict_rows: int = Field(description="Rows one predict call accepts.")
+    max_dataset_cells: int = Field(description="Values (rows x columns) one uploaded dataset may hold.")
+    job_memory_bytes: int = Field(description="A job's estimated peak training memory, all ranks, bytes.")
+    job_checkpoint_bytes: int = Field(description="The checkpoint bytes one job may keep on disk at once.")
+    user_quota_bytes: int | None = Field(description="Datasets plus checkpoints one user may keep; null: no quota.")
 
 
 # one field per limit the spec validator enforces, so a limit added there shows here
@@ -462,3 +495,75 @@ class Meta(BaseModel):
     job_statuses: list[StatusInfo] = Field(description="Every job status, in the order of a job's life.")
     limits: Limits  # type: ignore[valid-type]
     series: list[SeriesEntry] = Field(description="The metric series a job can have (nncore.series).")
+
+
+# a user's or token's name as the store keeps it. _no_nul after the length checks (before
+# them pydantic's length messages go generic); the pattern only documents what it refuses,
+# with its own message naming the field
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME, json_schema_extra={"pattern": r"^[^\x00]*$"}),
+                 AfterValidator(_no_nul)]
+
+
+class TokensQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: Name | None = Field(None, description="Administrators only: this user's tokens.")
+    all: bool = Field(False, description="Administrators only: every user's tokens.")
+
+    @field_validator("all")
+    @classmethod
+    def _one_choice(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("user") is not None:
+            raise ValueError("give user or all, not both")
+        return value
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(description="What the token is for (a laptop, a CI job): how the list shows it.")
+    expires_in_days: Annotated[int, Field(ge=1, le=MAX_LIFETIME.days), BeforeValidator(_json_int)] | None = Field(
+        None, description="Days until it stops working. Default: never.")
+    expires_at: UTCTime | None = Field(None, description="When it stops working (instead of expires_in_days), "
+                                                         "within 10 years. Default: never.")
+    user: Name | None = Field(None, description="Administrators only: the token is for this user (created if "
+                                                "new). Default: you.")
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_the_future(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is None:
+            return value
+        if info.data.get("expires_in_days") is not None:
+            raise ValueError("give expires_in_days or expires_at, not both")
+        problem = expiry_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class TokenOut(_Out):
+    id: int = Field(description="The token's public id (shown as #id): DELETE /tokens/{id} revokes it.")
+    name: str
+    user: UserName
+    created_at: IsoTime
+    last_used_at: IsoTime | None = Field(description="To within a minute (it is written at most once a minute); "
+                                                     "null: never used.")
+    expires_at: IsoTime | None = Field(description="null: never expires.")
+    revoked_at: IsoTime | None
+    expired: bool
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The secret, shown only in this answer: only its hash is stored.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_issued(cls, data: Any) -> Any:
+        if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], ApiToken):  # (row, secret)
+            return _With(data[0], token=data[1])
+        return data
+
+
+class TokenList(_Items[TokenOut]):
+    pass

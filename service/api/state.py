@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..shared.queue import Enqueuer
 from ..shared.settings import Settings
 from ..store.predict import ModelCache
+from ..store.quota import Budget
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,11 @@ class ServiceState:
     enqueuer: Enqueuer
     #: models loaded for predictions, per process
     models: ModelCache = field(default_factory=ModelCache)
+
+    @property
+    def budget(self) -> Budget:
+        s = self.settings
+        return Budget(s.job_memory_bytes, s.job_checkpoint_bytes, s.user_quota_bytes)
 
 
 def state() -> ServiceState:

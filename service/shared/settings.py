@@ -4,9 +4,14 @@ TRAINYARD_DATABASE_URL   SQLAlchemy URL; default a SQLite file under ./var/
 TRAINYARD_BROKER_URL     Celery broker; default the embedded SQLite broker under ./var/
 TRAINYARD_ARTIFACT_DIR   checkpoints and uploaded datasets; default ./var/artifacts
 TRAINYARD_MAX_UPLOAD_BYTES  largest request body (dataset uploads included); default 64 MiB
+TRAINYARD_MAX_DATASET_CELLS  values an uploaded dataset may hold (rows x columns); default 33554432 (2**25)
 TRAINYARD_LEASE_S        how long a worker's hold on a job lasts unrenewed, seconds; default 30
 TRAINYARD_STREAM_MAX_S   how long one event stream (GET /jobs/<id>/stream) stays open, seconds; default 120
 TRAINYARD_MAX_STREAMS    event streams one API process serves at once (0: none, clients poll); default 4
+TRAINYARD_JOB_MEMORY_BYTES  estimated peak training memory one job may need (all its ranks); default 8 GiB
+TRAINYARD_JOB_CHECKPOINT_BYTES  checkpoint bytes one job may keep on disk at once; default 4 GiB
+TRAINYARD_USER_QUOTA_BYTES  artifacts (datasets + checkpoints) one user may keep; 0: no quota; default 50 GiB
+TRAINYARD_MAX_WORLD_SIZE  most ranks one job may ask for; default 64
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from nncore.datasets import FileLimits
 from nncore.spec import DEFAULT_LIMITS
 
 
@@ -30,6 +36,10 @@ class Settings:
     #: largest request body (dataset uploads included), bytes
     max_upload_bytes: int = 64 * 1024 * 1024
     max_json_bytes: int = 1024 * 1024
+    #: values an uploaded dataset may hold (CSV rows x columns, NPZ rows x features), so a
+    #: small file cannot inflate into gigabytes; rows and features are bounded by
+    #: ``spec_limits`` ("max_samples", "max_units")
+    max_dataset_cells: int = 2**25
     #: rows accepted by one predict call
     max_predict_rows: int = 10_000
     #: limits on job specs, on top of nncore's defaults
@@ -48,6 +58,20 @@ class Settings:
     #: event streams one API process serves at once; each holds one of its threads while
     #: open (past it: 503 with Retry-After, and clients poll instead)
     max_streams: int = 4
+    #: a job is refused at submit when its estimated peak training memory (``nncore.budget``,
+    #: every rank's arrays) is above this, or its checkpoints on disk could be
+    job_memory_bytes: int = 8 << 30
+    job_checkpoint_bytes: int = 4 << 30
+    #: datasets plus checkpoints one user may keep (0: unlimited); what unfinished jobs
+    #: may still write counts against it from their submission
+    user_quota_bytes: int = 50 << 30
+
+    @property
+    def dataset_limits(self) -> FileLimits:
+        """The bounds on a dataset file, for the upload that checks it and the worker that
+        reads it: a job spec's rows and inputs, and ``max_dataset_cells`` values."""
+        return FileLimits(max_rows=self.spec_limits["max_samples"], max_features=self.spec_limits["max_units"],
+                          max_cells=self.max_dataset_cells)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -56,6 +80,9 @@ class Settings:
         optional: dict[str, Any] = {}
         if limit := env.get("TRAINYARD_MAX_UPLOAD_BYTES"):
             optional["max_upload_bytes"] = _positive_int("TRAINYARD_MAX_UPLOAD_BYTES", limit)
+        if cells := env.get("TRAINYARD_MAX_DATASET_CELLS"):
+            optional["max_dataset_cells"] = _whole("TRAINYARD_MAX_DATASET_CELLS", cells, 1,
+                                                   "a positive whole number of values")
         if lease := env.get("TRAINYARD_LEASE_S"):
             optional["lease_s"] = _positive_float("TRAINYARD_LEASE_S", lease)
         if raw := env.get("TRAINYARD_METRICS_RAW_STEPS"):
@@ -64,6 +91,17 @@ class Settings:
             optional["stream_max_s"] = _positive_float("TRAINYARD_STREAM_MAX_S", stream_s)
         if streams := env.get("TRAINYARD_MAX_STREAMS"):
             optional["max_streams"] = _count("TRAINYARD_MAX_STREAMS", streams)
+        for name, key in (("TRAINYARD_JOB_MEMORY_BYTES", "job_memory_bytes"),
+                          ("TRAINYARD_JOB_CHECKPOINT_BYTES", "job_checkpoint_bytes")):
+            if text := env.get(name):
+                optional[key] = _positive_int(name, text)
+        if quota := env.get("TRAINYARD_USER_QUOTA_BYTES"):
+            optional["user_quota_bytes"] = _whole("TRAINYARD_USER_QUOTA_BYTES", quota, 0, "a whole number of bytes "
+                                                                                       ">= 0 (0: no quota)")
+        if world := env.get("TRAINYARD_MAX_WORLD_SIZE"):
+            optional["spec_limits"] = {**DEFAULT_LIMITS,
+                                       "max_world_size": _whole("TRAINYARD_MAX_WORLD_SIZE", world, 1,
+                                                                "a whole number of ranks >= 1")}
         settings = cls(
             database_url=env.get("TRAINYARD_DATABASE_URL") or f"sqlite:///{var / 'trainyard.sqlite'}",
             broker_url=env.get("TRAINYARD_BROKER_URL") or f"sqla+sqlite:///{var / 'broker.sqlite'}",

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from nncore.datasets import DATASET_NAMES
 from nncore.spec import SpecError, validate_spec
 
-from . import lifecycle
-from .errors import Conflict, FieldProblem, Invalid, NotFound
+from . import lifecycle, quota
+from .errors import Conflict, FieldProblem, Invalid, NotFound, bad_text
 from .models import Dataset, Event, Job, User, utcnow
 from .status import JobStatus
 
@@ -58,10 +58,12 @@ def get_job(session: Session, user: User, job_id: int) -> Job:
     return job
 
 
-def validate_job_spec(session: Session, user: User, doc: Any, limits: dict[str, int] | None = None
-                      ) -> tuple[dict[str, Any], Dataset | None]:
+def validate_job_spec(session: Session, user: User, doc: Any, limits: dict[str, int] | None = None,
+                      budget: quota.Budget | None = None) -> tuple[dict[str, Any], Dataset | None]:
     """The normalised spec and the uploaded dataset it names (if any), or Invalid
-    listing every problem with its path (prefixed ``spec.``)."""
+    listing every problem with its path (prefixed ``spec.``). The limits and the budget
+    (memory, checkpoint bytes) are applied to the data the job names, so leaving out
+    ``model.input_dim`` does not escape them."""
     names = [n for n in DATASET_NAMES if n not in ("csv", "npz")]
     unsafe, doc = unsafe_json_values(doc)
     problems = [FieldProblem(_prefix(p.path), p.message) for p in unsafe]
@@ -96,6 +98,17 @@ def validate_job_spec(session: Session, user: User, doc: Any, limits: dict[str, 
         if n_in is not None and n_in != dataset.n_features:
             raise Invalid("the job spec is not valid", [FieldProblem(
                 "spec.model.input_dim", f"is {n_in} but dataset {dataset.id} has {dataset.n_features} features")])
+    n_features = quota.data_shape(spec, dataset)[1]
+    if spec["model"].get("input_dim") is None:
+        # the parameter limits count from the input width: apply them with the data's
+        try:
+            validate_spec({**doc, "model": {**doc["model"], "input_dim": n_features}}, limits=limits,
+                          dataset_names=names)
+        except SpecError as exc:
+            raise Invalid("the job spec is not valid", [FieldProblem(_prefix(p.path), p.message + (
+                f" (model.input_dim is {n_features}, from the data)" if p.path in ("model", "gradient") else ""))
+                for p in exc.problems]) from None
+    quota.check_job(spec, quota.job_footprint(spec, dataset), budget or quota.Budget())
     return spec, dataset
 
 
@@ -105,16 +118,6 @@ def _prefix(path: str) -> str:
 
 def _within(path: str, ancestor: str) -> bool:
     return path == ancestor or path.startswith((ancestor + ".", ancestor + "["))
-
-
-def _bad_text(s: str) -> str | None:
-    if "\x00" in s:
-        return "must not contain NUL characters"
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        return "must be valid Unicode text (it holds an unpaired surrogate)"
-    return None
 
 
 def unsafe_json_values(doc: Any) -> tuple[list[FieldProblem], Any]:
@@ -135,7 +138,7 @@ def unsafe_json_values(doc: Any) -> tuple[list[FieldProblem], Any]:
             problems.append(FieldProblem(path, "is out of range: integers must fit in 64 bits"))
             return None
         if isinstance(value, str):
-            bad = _bad_text(value)
+            bad = bad_text(value)
             if bad:
                 problems.append(FieldProblem(path, bad))
                 return None
@@ -146,7 +149,7 @@ def unsafe_json_values(doc: Any) -> tuple[list[FieldProblem], Any]:
         if isinstance(value, dict):
             out = {}
             for key, item in value.items():
-                bad = _bad_text(key) if isinstance(key, str) else None
+                bad = bad_text(key) if isinstance(key, str) else None
                 if bad:
                     problems.append(FieldProblem(path, f"has a field name that {bad}"))
                     continue
@@ -161,16 +164,18 @@ def unsafe_json_values(doc: Any) -> tuple[list[FieldProblem], Any]:
 
 
 def submit_job(session: Session, user: User, spec_doc: Any, priority: int = 0, idempotency_key: str | None = None,
-               body: Any = None, limits: dict[str, int] | None = None) -> tuple[Job, bool]:
+               body: Any = None, limits: dict[str, int] | None = None, budget: quota.Budget | None = None
+               ) -> tuple[Job, bool]:
     """Create a queued job; return (job, created). With an Idempotency-Key seen before,
-    the same body returns the original job (created False), another body is Invalid."""
-    if idempotency_key is not None and (not 0 < len(idempotency_key) <= 255 or _bad_text(idempotency_key)):
+    the same body returns the original job (created False), another body is Invalid.
+    QuotaExceeded when the checkpoints it may keep do not fit the user's quota."""
+    if idempotency_key is not None and (not 0 < len(idempotency_key) <= 255 or bad_text(idempotency_key)):
         raise Invalid("Idempotency-Key must be 1 to 255 characters of text",
                       [FieldProblem("Idempotency-Key", "must be 1 to 255 characters of text")])
     unsafe, _ = unsafe_json_values(body if body is not None else spec_doc)
     if unsafe:
         # such a body can be neither hashed nor stored: report it with every other problem
-        validate_job_spec(session, user, spec_doc, limits)
+        validate_job_spec(session, user, spec_doc, limits, budget)
         raise Invalid("the request holds values that cannot be stored", unsafe)
     digest = request_hash(body if body is not None else spec_doc)
     if idempotency_key is not None:
@@ -180,7 +185,10 @@ def submit_job(session: Session, user: User, spec_doc: Any, priority: int = 0, i
                 raise Invalid("this Idempotency-Key was already used with a different request body",
                               [FieldProblem("Idempotency-Key", "reused with a different body")])
             return prior, False
-    spec, dataset = validate_job_spec(session, user, spec_doc, limits)
+    spec, dataset = validate_job_spec(session, user, spec_doc, limits, budget)
+    budget = budget or quota.Budget()
+    quota.check_quota(session, user, budget.user_quota_bytes, quota.job_footprint(spec, dataset).storage_bytes,
+                      "spec.retention", "this job's checkpoints")
     job = Job(owner_id=user.id, name=spec.get("name"), spec=spec, status=JobStatus.QUEUED, priority=priority,
               dataset_id=dataset.id if dataset else None, max_restarts=spec["max_restarts"],
               idempotency_key=idempotency_key, request_hash=digest, created_at=utcnow())

@@ -12,7 +12,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nncore.checkpoint import sha256_of
+from nncore.checkpoint import ChecksumMismatch
 from nncore.job import Model
 from nncore.metrics import predicted_labels
 
@@ -32,30 +32,44 @@ class LoadedModel:
 
 
 class ModelCache:
-    """Models loaded from checkpoint files, by (path, sha256, best): a rewritten file
-    has a new digest, so a stale model is never served."""
+    """Models loaded from checkpoint files, by (path, recorded sha256, best), each with
+    the file's identity when it was verified (inode, size, mtime): a file changed on
+    disk since is verified again, and refused, on its next use (a stat per request, not
+    a hash)."""
 
     def __init__(self, size: int = 8) -> None:
         self.size = size
-        self._models: OrderedDict[tuple[str, str, bool], LoadedModel] = OrderedDict()
+        self._models: OrderedDict[tuple[str, str, bool], tuple[tuple[int, int, int], LoadedModel]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, path: Path, sha256: str, best: bool = False) -> LoadedModel:
         key = (str(path), sha256, best)
-        with self._lock:
-            if key in self._models:
-                self._models.move_to_end(key)
-                return self._models[key]
-        # load outside the lock: a large checkpoint must not hold up other requests
-        if sha256_of(path) != sha256:
-            raise Conflict(f"the checkpoint file {path.name} does not match its recorded sha256; it was changed "
-                           "after it was recorded")
         try:
-            loaded = LoadedModel(Model.load(path, best=best), threading.Lock())
+            st = path.stat()
+        except OSError:
+            raise Conflict(f"the checkpoint file {path.name} is missing from the artifact store") from None
+        identity = (st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            cached = self._models.get(key)
+            if cached is not None and cached[0] == identity:
+                self._models.move_to_end(key)
+                return cached[1]
+        # load outside the lock: a large checkpoint must not hold up other requests
+        try:
+            loaded = LoadedModel(Model.load(path, best=best, sha256=sha256), threading.Lock())
+        except ChecksumMismatch:
+            with self._lock:
+                self._models.pop(key, None)
+            raise Conflict(f"the checkpoint file {path.name} does not match its recorded sha256; it was changed "
+                           "after it was recorded") from None
         except (ValueError, KeyError) as exc:
             raise Conflict(f"the checkpoint file {path.name} cannot be loaded: {exc}") from None
         with self._lock:
-            loaded = self._models.setdefault(key, loaded)
+            current = self._models.get(key)
+            if current is not None and current[0] == identity:
+                loaded = current[1]  # another request loaded the same file meanwhile
+            else:
+                self._models[key] = (identity, loaded)
             self._models.move_to_end(key)
             while len(self._models) > self.size:
                 self._models.popitem(last=False)

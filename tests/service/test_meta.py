@@ -20,7 +20,8 @@ def app(tmp_path: Path) -> Any:
     # no migrations: /meta reads nothing from the database
     return create_app(Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
                                broker_url=f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
-                               artifact_dir=tmp_path / "artifacts", max_predict_rows=123,
+                               artifact_dir=tmp_path / "artifacts", max_predict_rows=123, user_quota_bytes=0,
+                               job_memory_bytes=1 << 30,
                                spec_limits={"max_layers": 7, "max_units": 16384, "max_params": 1000,
                                             "max_epochs": 5, "max_batch_size": 10, "max_world_size": 2,
                                             "max_samples": 100}))
@@ -36,7 +37,9 @@ def test_meta_lists_every_status_in_order_with_its_finished_flag(app):
     assert meta["version"] == version("trainyard")
     assert meta["limits"] == {"max_layers": 7, "max_units": 16384, "max_params": 1000, "max_epochs": 5,
                               "max_batch_size": 10, "max_world_size": 2, "max_samples": 100,
-                              "max_upload_bytes": 64 * 1024 * 1024, "max_predict_rows": 123}
+                              "max_upload_bytes": 64 * 1024 * 1024, "max_predict_rows": 123,
+                              "max_dataset_cells": 2**25, "job_memory_bytes": 1 << 30,
+                              "job_checkpoint_bytes": 4 << 30, "user_quota_bytes": None}
 
 
 def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:

@@ -21,8 +21,10 @@ XOR = json.loads((Path(__file__).parents[2] / "examples/xor.json").read_text())
 
 
 def test_me_names_the_token_owner(api_server):
-    assert api_server.session("alice").get(f"{api_server.api}/me").json() == {"name": "alice", "is_admin": False}
-    assert api_server.session("root").get(f"{api_server.api}/me").json() == {"name": "root", "is_admin": True}
+    me = api_server.session("alice").get(f"{api_server.api}/me").json()
+    assert (me["name"], me["is_admin"], me["quota"]["used_bytes"]) == ("alice", False, 0)
+    me = api_server.session("root").get(f"{api_server.api}/me").json()
+    assert (me["name"], me["is_admin"]) == ("root", True)
     anonymous = api_server.session(None).get(f"{api_server.api}/me")
     assert anonymous.status_code == 401 and anonymous.headers["Content-Type"] == "application/problem+json"
 

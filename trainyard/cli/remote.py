@@ -15,9 +15,11 @@ from typing import Any
 
 import click
 
+from nncore.budget import format_bytes
 from service.store.status import JobStatus
 
 from . import _duration, _fail, main
+from .tokens import Expiry as _Expiry
 
 _url_option = click.option("--url", envvar="TRAINYARD_URL", default="http://127.0.0.1:8000", show_default=True,
                            help="The API [env TRAINYARD_URL].")
@@ -254,6 +256,23 @@ def cancel(job_id: int, client: Any) -> None:
 
 @main.command()
 @client_command()
+def me(client: Any, as_json: bool) -> None:
+    """Who your token belongs to, and what your datasets and checkpoints use of your quota."""
+    who = _call(client.me)
+    if as_json:
+        click.echo(json.dumps(who))
+        return
+    q = who["quota"]
+    click.echo(f"{who['name']}{' (administrator)' if who['is_admin'] else ''}")
+    limit = "no quota" if q["limit_bytes"] is None else f"of {format_bytes(q['limit_bytes'])}"
+    click.echo(f"storage: {format_bytes(q['used_bytes'])} used {limit} (datasets {format_bytes(q['datasets_bytes'])}, "
+               f"checkpoints {format_bytes(q['checkpoints_bytes'])})")
+    click.echo(f"reserved by unfinished jobs: {format_bytes(q['reserved_bytes'])}"
+               + ("" if q["free_bytes"] is None else f"; free: {format_bytes(q['free_bytes'])}"))
+
+
+@main.command()
+@client_command()
 def workers(client: Any, as_json: bool) -> None:
     """Show the workers: alive, lost (stopped reporting) or stopped, and what they train."""
     items = _call(client.workers)
@@ -287,15 +306,6 @@ def _table(header: list[str], rows: list[list[str]], left: tuple[int, ...] = ())
 
 # -- checkpoints -------------------------------------------------------------------------
 
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 def _local_time(iso: str) -> str:
     return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
@@ -316,7 +326,7 @@ def checkpoints(job_id: int, client: Any, as_json: bool) -> None:
         click.echo(f"job {job_id} ({job['status']}) has no checkpoints yet", err=True)
         return
     metric = best_checkpoint_options(_call(client.job, job_id)["spec"])["best_metric"]
-    table = [[str(c["epoch"]), str(c["step"]), _size(c["size_bytes"]), c["sha256"][:12],
+    table = [[str(c["epoch"]), str(c["step"]), format_bytes(c["size_bytes"]), c["sha256"][:12],
               _value((c.get("metrics") or {}).get(metric)), _local_time(c["created_at"]),
               "best" if c["is_best"] else ""] for c in rows]
     _table(["epoch", "step", "size", "sha256", metric, "created", ""], table, left=(3, 5, 6))
@@ -339,7 +349,7 @@ def download(job_id: int, epoch: int | None, best: bool, output: Path | None, cl
         path = _call(client.download, job_id, ckpt["epoch"], output)
     except OSError as exc:
         _fail(f"cannot write {output or 'the checkpoint here'}: {exc.strerror}", 1)
-    click.echo(f"checkpoint of epoch {ckpt['epoch']} (step {ckpt['step']}, {_size(ckpt['size_bytes'])}), "
+    click.echo(f"checkpoint of epoch {ckpt['epoch']} (step {ckpt['step']}, {format_bytes(ckpt['size_bytes'])}), "
                f"sha256 {ckpt['sha256'][:12]}... verified", err=True)
     click.echo(str(path))
 
@@ -391,8 +401,73 @@ def datasets_list(limit: int, client: Any, as_json: bool) -> None:
         return
     _table(["id", "name", "samples", "features", "task", "classes", "size", "created"],
            [[str(d["id"]), d["name"], f"{d['n_samples']:,}", str(d["n_features"]), d["task"],
-             str(d["n_classes"] or "-"), _size(d["size_bytes"]), _local_time(d["created_at"])]
+             str(d["n_classes"] or "-"), format_bytes(d["size_bytes"]), _local_time(d["created_at"])]
             for d in page["items"]], left=(1, 4, 7))
+
+
+# -- tokens ------------------------------------------------------------------------------
+
+@main.group()
+def tokens() -> None:
+    """Your API tokens through the API: list, create, revoke (the server's operator has
+    `trainyard token ...` on the database)."""
+
+
+@tokens.command("list")
+@click.option("--user", help="Administrators: this user's tokens.")
+@click.option("--all", "all_users", is_flag=True, help="Administrators: everyone's tokens.")
+@client_command()
+def tokens_list(user: str | None, all_users: bool, client: Any, as_json: bool) -> None:
+    """List your tokens (revoked and expired ones too), by id; never their secrets."""
+    from .tokens import print_tokens
+
+    items = _call(client.tokens, user, all_users)
+    if as_json:
+        click.echo(json.dumps(items))
+    else:
+        print_tokens(items)
+
+
+@tokens.command("create")
+@click.argument("name")
+@click.option("--expires", type=_Expiry(), help="When it stops working: 30d, 12h, 2w from now, or a date "
+                                                "(2027-01-01, midnight UTC) [default: never].")
+@click.option("--user", help="Administrators: the token is for this user (created if new).")
+@client_command()
+def tokens_create(name: str, expires: Any, user: str | None, client: Any, as_json: bool) -> None:
+    """Create a token NAME (what it is for: a laptop, a CI job) and print its secret,
+    which is shown only this once."""
+    from datetime import timedelta
+
+    from .tokens import describe, expiry_text, expiry_time
+
+    days = expires.days if isinstance(expires, timedelta) and expires == timedelta(days=expires.days) else None
+    at = None if days is not None else expiry_time(expires)
+    created = _call(client.create_token, name, expires_in_days=days, expires_at=at, user=user)
+    if as_json:
+        click.echo(json.dumps(created))
+        return
+    click.echo(f"token {describe(created)}, {expiry_text(created)}; it is shown only once:", err=True)
+    click.echo(created["token"])
+
+
+@tokens.command("revoke")
+@click.argument("token_id", type=click.IntRange(min=1), metavar="ID")
+@client_command(json_flag=False)
+def tokens_revoke(token_id: int, client: Any) -> None:
+    """Revoke token ID (as tokens list shows it, #ID): it is refused from its next
+    request on. Revoking the token this command uses is allowed."""
+    from .tokens import describe
+
+    me = _call(client.me)
+    known = {t["id"]: t for t in _call(client.tokens, all_users=me["is_admin"])}
+    _call(client.revoke_token, token_id)
+    if token_id not in known:  # revoked all the same: the list and the revoke may disagree only in a race
+        click.echo(f"revoked token #{token_id}")
+    elif known[token_id]["revoked_at"]:
+        click.echo(f"token {describe(known[token_id])} was already revoked")
+    else:
+        click.echo(f"revoked token {describe(known[token_id])}")
 
 
 # -- predictions -------------------------------------------------------------------------
