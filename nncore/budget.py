@@ -96,8 +96,9 @@ def footprint(spec: dict[str, Any], n_samples: int, n_features: int) -> Footprin
     # the training batch, its last partial batch and two chunk sizes of the validation
     # set (the training set is scored from the outputs its batches already made)
     per_row = n_features + sum(la["units"] * (5 if la.get("dropout") else 3) for la in layers)
+    partial = 0 if spec["data"]["drop_last"] else n_train % batch
     eval_rows = min(EVAL_ROWS, n_val)
-    act_bytes = (2 * rank_rows + 2 * eval_rows) * per_row * isz
+    act_bytes = (rank_rows + math.ceil(partial / ws) + 2 * eval_rows) * per_row * isz
 
     ckpt = (n_params * isz * (1 + opt_slots + best_copy) + 2 * n_features * 8
             + spec["epochs"] * HISTORY_BYTES_PER_EPOCH + CHECKPOINT_OVERHEAD)
