@@ -26,7 +26,7 @@ from tests.conftest import ApiServer, start_api_server, stop_api_server
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MAX_EXAMPLES = int(os.environ.get("TRAINYARD_FUZZ_EXAMPLES", "30"))
-MAX_TIME = int(os.environ.get("TRAINYARD_FUZZ_SECONDS", "60"))
+MAX_TIME = int(os.environ.get("TRAINYARD_FUZZ_SECONDS", "45"))
 SEED = os.environ.get("TRAINYARD_FUZZ_SEED", "20261126")
 
 CONFIG = """
