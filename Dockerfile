@@ -14,7 +14,7 @@ COPY trainyard trainyard
 COPY migrations migrations
 COPY examples examples
 # editable: the migrations are read from /app/migrations next to the packages
-RUN pip install --no-cache-dir -e ".[cluster]" \
+RUN pip install --no-cache-dir -e ".[cluster,onnx]" \
     && useradd --create-home trainyard \
     && mkdir /artifacts && chown trainyard /artifacts
 USER trainyard

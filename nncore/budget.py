@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .layers import layout
 from .optimizers import OPTIMIZERS
-from .spec import count_params
 
 #: rows of one evaluation chunk (``Network.predict``'s default batch)
 EVAL_ROWS = 4096
@@ -64,7 +64,8 @@ def footprint(spec: dict[str, Any], n_samples: int, n_features: int) -> Footprin
     model = spec["model"]
     layers = model["layers"]
     isz = np.dtype(model["dtype"]).itemsize
-    n_params = count_params(n_features, layers)
+    shape = layout(n_features, layers)
+    n_params = sum(la.n_params for la in shape)
     out = layers[-1]["units"]
     n_val = math.ceil(n_samples * spec["data"]["validation_split"])
     n_train = max(n_samples - n_val, 1)
@@ -94,13 +95,23 @@ def footprint(spec: dict[str, Any], n_samples: int, n_features: int) -> Footprin
     # per cached batch size: each layer's pre-activation, activation and gradient (plus
     # a mask and a pre-dropout copy with dropout) and a cast copy of the input; at most
     # the training batch, its last partial batch and two chunk sizes of the validation
-    # set (the training set is scored from the outputs its batches already made)
-    per_row = n_features + sum(la["units"] * (5 if la.get("dropout") else 3) for la in layers)
+    # set (the training set is scored from the outputs its batches already made).
+    # A network with other layer types runs the general path instead: it caches no
+    # buffers, only the arrays of the last forward (about 4 of each layer's width: the
+    # output, a normalised or mask copy, the gradients going down), so its peak is that
+    # of the largest batch alone.
+    general = any(la.kind != "dense" for la in shape)
+    per_row = n_features + sum(
+        la.out_dim * (5 if cfg.get("dropout") else 4 if general else 3) for la, cfg in zip(shape, layers, strict=True))
     partial = 0 if spec["data"]["drop_last"] else n_train % batch
     eval_rows = min(EVAL_ROWS, n_val)
-    act_bytes = (rank_rows + math.ceil(partial / ws) + 2 * eval_rows) * per_row * isz
+    rows = (max(rank_rows, eval_rows) if general
+            else rank_rows + math.ceil(partial / ws) + 2 * eval_rows)
+    act_bytes = rows * per_row * isz
 
-    ckpt = (n_params * isz * (1 + opt_slots + best_copy) + 2 * n_features * 8
+    n_state = sum(la.n_state for la in shape)  # running statistics, in the state buffer and the checkpoint
+    param_bytes += 2 * n_state * isz
+    ckpt = (n_params * isz * (1 + opt_slots + best_copy) + n_state * isz + 2 * n_features * 8
             + spec["epochs"] * HISTORY_BYTES_PER_EPOCH + CHECKPOINT_OVERHEAD)
     return Footprint(n_params, param_bytes + data_bytes + act_bytes, ws, ckpt, checkpoints_kept(spec))
 

@@ -8,6 +8,7 @@ caller's arrays.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,37 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
 def noise_rng(seed: int, epoch: int) -> np.random.Generator:
     """Generator for dropout/RReLU noise in epoch ``epoch``."""
     return np.random.default_rng([seed, NOISE_STREAM, epoch])
+
+
+class ShardedNoise:
+    """A rank's view of the global batch's noise: draws what one process would draw for
+    the whole batch and keeps this rank's rows.
+
+    Dropout masks and RReLU slopes are drawn row-major from the epoch's generator
+    (:func:`noise_rng`), one array per layer per batch. A rank drawing only its own rows
+    would consume the stream differently from one process, so every rank draws the
+    global batch's array (``before`` rows above its slice, ``after`` below) and keeps
+    its part: N ranks then train exactly as one process does, at the price of each rank
+    drawing the whole batch's random numbers.
+    """
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng, self.before, self.after = rng, 0, 0
+
+    def rows(self, before: int, after: int) -> ShardedNoise:
+        self.before, self.after = before, after
+        return self
+
+    def random(self, size: tuple[int, ...] | None = None, dtype: Any = np.float64,
+               out: np.ndarray | None = None) -> np.ndarray:
+        """As :meth:`numpy.random.Generator.random`, for arrays of shape (rows, ...)."""
+        shape = out.shape if out is not None else tuple(size)  # type: ignore[arg-type]
+        full = self.rng.random((self.before + shape[0] + self.after, *shape[1:]), dtype=dtype)
+        part = full[self.before:self.before + shape[0]]
+        if out is None:
+            return part
+        out[...] = part
+        return out
 
 
 def batch_bounds(n: int, batch_size: int, drop_last: bool = False) -> list[tuple[int, int]]:

@@ -9,6 +9,13 @@ total in one extra slot) leaves every rank with exactly the global-batch mean
 gradient, also for an uneven last batch. Hence N ranks with global batch B follow
 the trajectory of one process with batch B, to float rounding.
 
+Two things make that hold beyond dense layers. BatchNorm's training forward
+all-reduces its per-feature sum (with the row count) and then its centred sum of
+squares, and its backward the sums of dy and dy*xhat, so each rank normalises with
+the global batch's statistics (``nncore.layers.BatchNorm``). Dropout masks and RReLU
+slopes are drawn for the whole global batch on every rank, each keeping its own rows
+(``nncore.data.ShardedNoise``).
+
 ``mpi4py.MPI`` is imported only inside a rank (:class:`MPIReducer`). Starting the ranks
 (``mpiexec`` from the ``mpich`` wheel) and supervising them is ``worker.launch``'s job.
 """
@@ -124,6 +131,8 @@ def _run_rank(args: argparse.Namespace, reducer: MPIReducer, rank: int) -> None:
             job.resume(args.resume, args.resume_sha256)
         # every rank starts from rank 0's parameters, whatever their own initialisation
         reducer.broadcast(job.net.params)
+        if job.net.state.size:
+            reducer.broadcast(job.net.state)
         if rank == 0:
             _emit(job.describe())
         started = time.monotonic()

@@ -21,7 +21,8 @@ MAX_FD_TRAIN_PARAMS = 5000
 
 
 def numerical_gradient(net: Network, X: np.ndarray, y: np.ndarray, loss: Loss, method: str = "central",
-                       eps: float | None = None, out: np.ndarray | None = None) -> np.ndarray:
+                       eps: float | None = None, out: np.ndarray | None = None, training: bool = False
+                       ) -> np.ndarray:
     """Finite-difference gradient of the mean loss over (X, y) w.r.t. ``net.params``.
 
     Parameters
@@ -30,6 +31,9 @@ def numerical_gradient(net: Network, X: np.ndarray, y: np.ndarray, loss: Loss, m
     eps : float, optional
         Step; default sqrt(machine eps) for forward and cbrt(machine eps) for central,
         the steps that balance truncation and rounding error.
+    training : bool
+        Differentiate the training-mode function (BatchNorm on the batch's statistics);
+        only meaningful for a network that draws no random numbers.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -40,7 +44,7 @@ def numerical_gradient(net: Network, X: np.ndarray, y: np.ndarray, loss: Loss, m
     g = np.empty(p.size, dtype=np.float64) if out is None else out
 
     def cost() -> float:
-        net.forward(X)
+        net.forward(X, training=training)
         return net.loss_total(loss, y) / X.shape[0]
 
     base = cost() if method == "forward" else 0.0
@@ -74,16 +78,20 @@ class GradCheckResult:
 
 
 def check_gradients(net: Network, X: np.ndarray, y: np.ndarray, loss: Loss, method: str = "central",
-                    eps: float | None = None) -> GradCheckResult:
+                    eps: float | None = None, training: bool = False) -> GradCheckResult:
     """Compare backprop's gradient with finite differences on (X, y).
 
-    Uses evaluation mode (no dropout, RReLU at its mean slope) so that both see the
-    same deterministic function. Relative error per parameter is
+    Uses evaluation mode (no dropout, RReLU at its mean slope, BatchNorm on its running
+    statistics) so that both see the same deterministic function; ``training`` checks
+    the training-mode function instead (BatchNorm on the batch's statistics), for
+    networks without dropout or RReLU. Relative error per parameter is
     |b - n| / max(|b| + |n|, 1e-8).
     """
-    net.gradient(X, y, loss)
+    if training and net.stochastic:
+        raise ValueError("a training-mode gradient check needs a network that draws no random numbers")
+    net.gradient(X, y, loss, training=training)
     bp = net.grads.astype(np.float64)
-    num = numerical_gradient(net, X, y, loss, method=method, eps=eps)
+    num = numerical_gradient(net, X, y, loss, method=method, eps=eps, training=training)
     diff = np.abs(bp - num)
     rel = diff / np.maximum(np.abs(bp) + np.abs(num), 1e-8)
     worst = int(np.argmax(rel)) if rel.size else 0

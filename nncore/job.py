@@ -215,6 +215,9 @@ class Model:
         net = Network.from_config(state["network"])
         params = state["best_params"] if best and "best_params" in state else state["params"]
         np.copyto(net.params, params, casting="same_kind")
+        if "state" in state:  # BatchNorm's running statistics: evaluation uses them
+            key = "best_state" if best and "best_state" in state and "best_params" in state else "state"
+            np.copyto(net.state, state[key], casting="same_kind")
         scaler = Standardizer(state["scaler_mean"], state["scaler_std"]) if "scaler_mean" in state else None
         return cls(net, scaler, state.get("task", "regression"), state.get("spec", {}))
 
@@ -234,6 +237,17 @@ class Model:
     def predict_labels(self, X: np.ndarray) -> np.ndarray:
         from .metrics import predicted_labels
         return predicted_labels(self.predict(X))
+
+    def to_onnx(self, path: str | Path | None = None, *, opset: int = 17) -> bytes:
+        """This model as ONNX bytes (input ``input`` [N, n_features] raw features, output
+        ``output`` equal to :meth:`predict`), also written to ``path`` if given. Needs the
+        optional packages (``pip install 'trainyard[onnx]'``); see :mod:`nncore.onnx_export`."""
+        from .onnx_export import to_onnx
+
+        data = to_onnx(self, opset=opset)
+        if path is not None:
+            Path(path).write_bytes(data)
+        return data
 
 
 def dumps(obj: Any) -> str:

@@ -1,16 +1,21 @@
-"""Feed-forward dense networks on one flat parameter buffer.
+"""Feed-forward networks on one flat parameter buffer.
 
-Layout: for every layer its weights ``W`` (fan_in, units, row-major), then its bias
-``b`` (units,), then one (units,) vector per learnable activation parameter, all
-views into ``Network.params``; their gradients are the same views into
-``Network.grads``. An optimiser therefore updates every parameter of the network in
-a few whole-buffer operations, and a data-parallel reducer sums one buffer.
+Layout: for every dense layer its weights ``W`` (fan_in, units, row-major), then its
+bias ``b`` (units,), then one (units,) vector per learnable activation parameter; for
+a batchnorm or layernorm layer its ``gamma`` then ``beta`` (width,); all views into
+``Network.params``, their gradients the same views into ``Network.grads``, and
+BatchNorm's running statistics views into ``Network.state``. An optimiser therefore
+updates every parameter of the network in a few whole-buffer operations, and a
+data-parallel reducer sums one buffer. The layer types and the one function that
+computes this layout from a config are in :mod:`nncore.layers`.
 
-Activations and deltas live in C-contiguous buffers preallocated per batch size, and
-the matrix products go through ``np.dot(..., out=)`` (straight to BLAS, less
-per-call overhead than ``matmul``), so a training step allocates nothing but a few
-scalars. For small layers the cost of a step is the number of NumPy calls, which is
-why the loops below are spelled out rather than composed from smaller helpers.
+A network of dense layers only runs the plans below: activations and deltas live in
+C-contiguous buffers preallocated per batch size, and the matrix products go through
+``np.dot(..., out=)`` (straight to BLAS, less per-call overhead than ``matmul``), so a
+training step allocates nothing but a few scalars. For small layers the cost of a step
+is the number of NumPy calls, which is why the loops below are spelled out rather than
+composed from smaller helpers. A network with other layer types takes the general
+path (each layer's ``forward``/``backward``), which allocates its arrays per step.
 """
 from __future__ import annotations
 
@@ -19,10 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from .activations import ACTIVATIONS, Activation
-from .initializers import Initializer, get_initializer
+from .activations import Activation
+from .initializers import get_initializer
+from .layers import Dense, Layer, build_layer, draw_dropout_mask
 from .losses import Loss
 from .registry import check_number
+
+__all__ = ["DTYPES", "Dense", "Network", "resolve_dtype"]
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 _MAX_CACHED_BATCH_SIZES = 4
@@ -33,48 +41,6 @@ def resolve_dtype(dtype: Any) -> np.dtype:
     if name not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     return np.dtype(DTYPES[name])
-
-
-class Dense:
-    """A fully connected layer: a = f(x W + b), with optional inverted dropout on a.
-
-    Parameters
-    ----------
-    units : int
-        Number of neurons.
-    activation : str, dict or Activation
-        Resolved through the activation registry.
-    dropout : float in [0, 1)
-        Probability of zeroing each output in training; the survivors are scaled by
-        1/(1-p) so evaluation needs no rescaling.
-    init : str or dict, optional
-        Weight initialiser for this layer (default: the network's).
-    """
-
-    def __init__(self, units: int, activation: Any = "identity", dropout: float = 0.0,
-                 init: Any = None) -> None:
-        self.units = check_number("units", units, low=1, integer=True)
-        self.activation: Activation = ACTIVATIONS.resolve(activation)
-        self.dropout = check_number("dropout", dropout, low=0, high=1, high_open=True)
-        self.init: Initializer | None = None if init is None else get_initializer(init)
-        self.in_dim = 0
-        self.W = self.b = None  # views of the network's flat buffers, set by Network
-        self.gW = self.gb = None
-
-    def get_config(self) -> dict[str, Any]:
-        cfg: dict[str, Any] = {"units": self.units, "activation": self.activation.get_config()}
-        if self.dropout:
-            cfg["dropout"] = self.dropout
-        if self.init is not None:
-            cfg["init"] = self.init.get_config()
-        return cfg
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Dense:
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        return f"Dense({self.units}, {self.activation!r}, dropout={self.dropout})"
 
 
 class _Buffers:
@@ -107,32 +73,49 @@ class _Buffers:
 
 
 class Network:
-    """A feed-forward stack of Dense layers with flat parameter and gradient buffers.
+    """A feed-forward stack of layers with flat parameter, gradient and state buffers.
 
     Parameters
     ----------
     input_dim : int
         Number of input features.
-    layers : sequence of Dense or dict
-        Dense layers (or their configs ``{"units": 10, "activation": "softmax"}``).
+    layers : sequence of Layer or dict
+        Layers (or their configs: ``{"units": 10, "activation": "softmax"}`` is dense,
+        ``{"type": "batchnorm"}`` etc. name another type of :data:`nncore.layers.LAYERS`).
+        The last one is dense: it is the output the loss sees.
     init : str or dict
         Default weight initialiser (biases start at zero).
     dtype : {"float32", "float64"}
     seed : int
         Seeds the initialisation; the same seed gives the same parameters.
+
+    Attributes
+    ----------
+    params, grads : ndarray of shape (n_params,)
+    state : ndarray of shape (n_state,)
+        Non-trainable values (BatchNorm's running statistics), in the network's dtype so
+        evaluation computes in one dtype; checkpointed with the parameters.
+    reducer : Reducer or None
+        Set by the trainer: BatchNorm all-reduces its batch statistics through it.
     """
 
-    def __init__(self, input_dim: int, layers: Sequence[Dense | dict], init: Any = "glorot_uniform",
+    def __init__(self, input_dim: int, layers: Sequence[Layer | dict], init: Any = "glorot_uniform",
                  dtype: Any = "float32", seed: int = 0) -> None:
         self.input_dim = check_number("input_dim", input_dim, low=1, integer=True)
-        self.layers = [layer if isinstance(layer, Dense) else Dense.from_config(layer) for layer in layers]
+        self.layers: list[Any] = [build_layer(layer) for layer in layers]
         if not self.layers:
             raise ValueError("a network needs at least one layer")
+        if self.layers[-1].kind != "dense":
+            raise ValueError(f"the output (last) layer must be dense, got {self.layers[-1].kind!r}")
         if self.layers[-1].dropout:
             raise ValueError("dropout on the output layer would randomise predictions; put it on hidden layers")
+        # dense-only networks keep the preallocated plans (_Buffers); others take the
+        # general per-layer path
+        self._general = any(layer.kind != "dense" for layer in self.layers)
         self.init = get_initializer(init)
         self.dtype = resolve_dtype(dtype)
         self.seed = int(seed)
+        self.reducer: Any = None
         self._layout()
         self.reset_parameters(self.seed)
         self._buffers: dict[int, _Buffers] = {}
@@ -141,45 +124,37 @@ class Network:
 
     # -- construction --------------------------------------------------------------
     def _layout(self) -> None:
-        sizes = []
-        fan_in = self.input_dim
+        parts, fan_in = [], self.input_dim
         for layer in self.layers:
-            sizes.append((fan_in + 1) * layer.units + len(layer.activation.params) * layer.units)
-            fan_in = layer.units
-        self.params = np.zeros(sum(sizes), dtype=self.dtype)
+            parts.append((fan_in, layer.param_parts(fan_in), layer.state_parts(fan_in)))
+            fan_in = layer.output_dim(fan_in)
+        self.params = np.zeros(sum(s for _, pp, _ in parts for _, s in pp), dtype=self.dtype)
         self.grads = np.zeros_like(self.params)
-        offset, fan_in = 0, self.input_dim
+        self.state = np.zeros(sum(s for _, _, sp in parts for _, s in sp), dtype=self.dtype)
         self.slices: list[tuple[str, slice]] = []
-
-        def take(label: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-            nonlocal offset
-            region = slice(offset, offset + size)
-            self.slices.append((label, region))
-            offset += size
-            return self.params[region], self.grads[region]
-
-        for i, layer in enumerate(self.layers):
-            layer.in_dim = fan_in
-            w, gw = take(f"layer{i}.W", fan_in * layer.units)
-            layer.W, layer.gW = w.reshape(fan_in, layer.units), gw.reshape(fan_in, layer.units)
-            layer.b, layer.gb = take(f"layer{i}.b", layer.units)
-            pv, gv = {}, {}
-            for name in layer.activation.params:
-                pv[name], gv[name] = take(f"layer{i}.{layer.activation.name}.{name}", layer.units)
-            layer.activation.bind(pv, gv)
-            fan_in = layer.units
+        self.state_slices: list[tuple[str, slice]] = []
+        offset = state_offset = 0
+        for i, (layer, (fan_in, pp, sp)) in enumerate(zip(self.layers, parts, strict=True)):
+            views, state = {}, {}
+            for name, size in pp:
+                region = slice(offset, offset + size)
+                self.slices.append((f"layer{i}.{name}", region))
+                views[name] = (self.params[region], self.grads[region])
+                offset += size
+            for name, size in sp:
+                region = slice(state_offset, state_offset + size)
+                self.state_slices.append((f"layer{i}.{name}", region))
+                state[name] = self.state[region]
+                state_offset += size
+            layer.bind(fan_in, views, state)
 
     def reset_parameters(self, seed: int) -> None:
         """(Re)initialise all parameters from ``seed``: weights by the initialisers,
-        biases to zero, learnable activation parameters to their initial values."""
+        biases to zero, learnable activation parameters to their initial values,
+        normalisation scales to one and shifts to zero, running statistics to (0, 1)."""
         rng = np.random.default_rng(seed)
         for layer in self.layers:
-            w = np.empty((layer.in_dim, layer.units), dtype=np.float64)
-            (layer.init or self.init).fill(w, rng)
-            layer.W[...] = w
-            layer.b[...] = 0.0
-            for name, value in layer.activation.initial_values().items():
-                layer.activation.p[name][...] = value
+            layer.reset(rng, self.init)
 
     @property
     def n_params(self) -> int:
@@ -187,7 +162,7 @@ class Network:
 
     @property
     def output_dim(self) -> int:
-        return self.layers[-1].units
+        return self.layers[-1].units  # the last layer is dense (checked in __init__)
 
     @property
     def output_activation(self) -> Activation:
@@ -196,7 +171,7 @@ class Network:
     @property
     def stochastic(self) -> bool:
         """True when training draws random numbers (dropout, RReLU)."""
-        return any(layer.dropout or layer.activation.stochastic for layer in self.layers)
+        return any(layer.stochastic for layer in self.layers)
 
     def get_config(self) -> dict[str, Any]:
         return {"input_dim": self.input_dim, "init": self.init.get_config(), "dtype": self.dtype.name,
@@ -207,7 +182,8 @@ class Network:
         return cls(seed=seed, **config)
 
     def __repr__(self) -> str:
-        dims = "-".join(str(d) for d in [self.input_dim] + [la.units for la in self.layers])
+        dims = "-".join([str(self.input_dim)] + [str(la.units) if la.kind == "dense" else la.kind
+                                                 for la in self.layers])
         return f"Network({dims}, {self.n_params} params, {self.dtype.name})"
 
     # -- forward / backward ----------------------------------------------------------
@@ -225,6 +201,8 @@ class Network:
         The result is an internal buffer, overwritten by the next call: copy it to
         keep it. ``rng`` is required in training when the network has dropout or RReLU.
         """
+        if self._general:
+            return self._forward_general(X, training, rng)
         n = X.shape[0]
         buf = self._buffers.get(n) or self.buffers(n)
         if X.dtype != self.dtype or not X.flags.c_contiguous or X.ndim != 2 or X.shape[1] != self.input_dim:
@@ -240,9 +218,7 @@ class Network:
             if dropout and training:
                 pre, mask = buf.pre[i], buf.mask[i]
                 forward(z, pre, training, rng)
-                # inverted dropout: keep with probability 1-p, scale survivors by 1/(1-p)
-                np.greater_equal(rng.random(mask.shape, dtype=mask.dtype), dropout, out=mask)
-                mask *= 1.0 / (1.0 - dropout)
+                draw_dropout_mask(rng, mask, dropout)
                 np.multiply(pre, mask, out=out)
             else:
                 forward(z, out, training, rng)
@@ -251,6 +227,9 @@ class Network:
 
     def backward(self, delta: np.ndarray) -> None:
         """Backpropagate dC/dz of the output layer (shape (n, output_dim)) into ``grads``."""
+        if self._general:
+            self._backward_general(delta)
+            return
         buf = self._buffers[self._n]
         ones = buf.ones
         for a_in, gW, gb, WT, g, backward, z_below, a_below, mask, pre_below in buf.bplan:
@@ -268,16 +247,22 @@ class Network:
     def output_delta(self, loss: Loss, y: np.ndarray, scale: float) -> np.ndarray:
         """dC/dz of the output layer for the last forward pass, ``scale`` times the
         per-sample gradients (scale = 1/n_global gives the batch mean)."""
-        buf = self._buffers[self._n]
         act = self.layers[-1].activation
-        a, out = buf.act[-1], buf.G[-1]
+        if self._general:
+            last = self.layers[-1]
+            z, a, out = last._z, last._pre, np.empty_like(last._z)
+        else:
+            buf = self._buffers[self._n]
+            z, a, out = buf.Z[-1], buf.act[-1], buf.G[-1]
         if act.name in loss.fused_with:
             # sigmoid+BCE, softmax+CE, identity+MSE: dC/dz = a - y exactly
             return loss.fused_grad(a, y, scale, out=out)
-        return act.backward(buf.Z[-1], a, loss.grad(a, y, scale, out=out))
+        return act.backward(z, a, loss.grad(a, y, scale, out=out))
 
     def loss_total(self, loss: Loss, y: np.ndarray) -> float:
         """sum over the last forward's samples of the per-sample cost."""
+        if self._general:
+            return loss.total_from_logits(self.layers[-1]._z, self.layers[-1]._pre, y)
         buf = self._buffers[self._n]
         return loss.total_from_logits(buf.Z[-1], buf.act[-1], y)
 
@@ -289,6 +274,27 @@ class Network:
         value = self.loss_total(loss, y) / n
         self.backward(self.output_delta(loss, y, 1.0 / n))
         return value
+
+    def _forward_general(self, X: np.ndarray, training: bool, rng: np.random.Generator | None) -> np.ndarray:
+        if X.ndim != 2 or X.shape[1] != self.input_dim:
+            raise ValueError(f"expected input of shape (n_samples, {self.input_dim}), got {X.shape}")
+        a = X if X.dtype == self.dtype else X.astype(self.dtype)
+        self._n, self._training = X.shape[0], training
+        for layer in self.layers:
+            a = layer.forward(a, training, rng, self.reducer)
+        return a
+
+    def _backward_general(self, delta: np.ndarray) -> None:
+        layers = self.layers
+        g = layers[-1].backward_z(delta, need_dx=len(layers) > 1)
+        for i in range(len(layers) - 2, -1, -1):
+            layer = layers[i]
+            if i == 0 and layer.kind == "dense":
+                # the input needs no gradient: skip the first layer's dC/dx product
+                layer.backward_z(layer.activation.backward(layer._z, layer._pre, g if layer._mask is None
+                                                           else g * layer._mask), need_dx=False)
+            else:
+                g = layer.backward(g, self.reducer)
 
     def predict(self, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Outputs for X (evaluation mode: no dropout, RReLU at its mean slope)."""

@@ -16,6 +16,7 @@ from typing import Any
 from .activations import ACTIVATIONS
 from .initializers import ALIASES as INIT_ALIASES
 from .initializers import INITIALIZERS
+from .layers import LAYERS, layout
 from .losses import LOSSES
 from .optimizers import OPTIMIZERS
 from .registry import FieldError, Registry
@@ -42,7 +43,9 @@ TOP_LEVEL = ("version", "name", "model", "loss", "optimizer", "schedule", "data"
 DATA_KEYS = ("dataset", "path", "dataset_id", "n_samples", "noise", "target", "validation_split", "standardize",
              "shuffle", "drop_last", "stratify")
 MODEL_KEYS = ("input_dim", "init", "dtype", "layers")
-LAYER_KEYS = ("units", "activation", "dropout", "init")
+LAYER_KEYS = ("units", "activation", "dropout", "init")  # a dense layer's, besides "type"
+#: The fields of each layer type besides "type" (whose default is "dense")
+LAYER_FIELDS: dict[str, tuple[str, ...]] = {name: LAYERS.get(name).fields for name in LAYERS.names()}
 
 
 @dataclass(frozen=True)
@@ -179,13 +182,9 @@ def _show(value: Any) -> str:
 
 
 def count_params(input_dim: int, layers: list[dict]) -> int:
-    """Number of trainable scalars of a model config (weights, biases, activation parameters)."""
-    total, fan_in = 0, input_dim
-    for layer in layers:
-        act = ACTIVATIONS.resolve(layer["activation"])
-        total += (fan_in + 1) * layer["units"] + len(act.params) * layer["units"]
-        fan_in = layer["units"]
-    return total
+    """Number of trainable scalars of a model config (weights, biases, activation and
+    normalisation parameters), from :func:`nncore.layers.layout` as the network lays them out."""
+    return sum(la.n_params for la in layout(input_dim, layers))
 
 
 @dataclass(frozen=True)
@@ -257,12 +256,40 @@ def _layers(c: _Checker, layers: Any, ctx: _Context) -> list[dict]:
     out = []
     for i, layer in enumerate(layers):
         p = _join("model.layers", i)
-        if c.obj(layer, p, LAYER_KEYS) is not None:
-            out.append(_layer(c, layer, p, i == len(layers) - 1, ctx))
+        if not isinstance(layer, dict):
+            c.add(p, f"must be an object, got {_kind(layer)}")
+            continue
+        kind = layer.get("type", "dense")
+        if not isinstance(kind, str) or kind not in LAYERS:
+            c.add(_join(p, "type"), f"unknown layer type {_show(kind)}; known: {', '.join(LAYERS.names())}")
+            continue
+        if kind != "dense" and "units" in layer:
+            c.add(_join(p, "units"), f"a {kind} layer takes no units: its width is its input's")
+        c.obj({k: v for k, v in layer.items() if k != "units" or kind == "dense"}, p, ("type",) + LAYER_FIELDS[kind])
+        is_output = i == len(layers) - 1
+        if kind != "dense":
+            if is_output:
+                c.add(_join(p, "type"), f"the output (last) layer must be dense, got {kind!r}")
+            out.append(_norm_layer(c, layer, p, kind))
+        else:
+            out.append(_layer(c, layer, p, is_output, ctx))
     return out
 
 
+def _norm_layer(c: _Checker, layer: dict, p: str, kind: str) -> dict:
+    """A layer of width its input's: batchnorm, layernorm, dropout."""
+    lo: dict[str, Any] = {"type": kind}
+    if kind == "dropout":
+        lo["rate"] = c.number(layer, "rate", p, 0.5, 0.0, 1.0, high_open=True)
+        return lo
+    if kind == "batchnorm":
+        lo["momentum"] = c.number(layer, "momentum", p, 0.1, 0.0, 1.0)
+    lo["eps"] = c.number(layer, "eps", p, 1e-5, 0.0, low_open=True)
+    return lo
+
+
 def _layer(c: _Checker, layer: dict, p: str, is_output: bool, ctx: _Context) -> dict:
+    # a dense layer normalises to exactly what it was before layer types: no "type" key
     lo: dict[str, Any] = {"units": c.integer(layer, "units", p, None, 1, ctx.limits["max_units"])}
     if "units" not in layer:
         c.add(_join(p, "units"), "is required")
@@ -420,7 +447,7 @@ def _model_size(c: _Checker, doc: dict, out: dict, ctx: _Context) -> None:
     """Parameter count against the limits, only when the model (and all else) is valid."""
     model = out["model"]
     layers_ok = model.get("layers") and all(
-        isinstance(la.get("units"), int) and la.get("activation") for la in model["layers"])
+        "type" in la or (isinstance(la.get("units"), int) and la.get("activation")) for la in model["layers"])
     if c.problems or not layers_ok or not model.get("input_dim"):
         return
     n_params = count_params(model["input_dim"], model["layers"])

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .callbacks import EarlyStopping
-from .data import batch_bounds, epoch_permutation, noise_rng
+from .data import ShardedNoise, batch_bounds, epoch_permutation, noise_rng
 from .gradcheck import MAX_FD_TRAIN_PARAMS, numerical_gradient
 from .hooks import Callback, Outcome, StepLog, TrainResult, overrides
 from .losses import Loss
@@ -115,6 +115,9 @@ class Trainer:
             raise ValueError(
                 f"finite-difference training needs 2 forward passes per parameter per step; this network has "
                 f"{net.n_params} parameters, above the limit of {MAX_FD_TRAIN_PARAMS}. Use \"gradient\": \"backprop\".")
+        if gradient == "finite_difference" and net.state.size:
+            raise ValueError("finite-difference training differentiates the evaluation-mode network, where "
+                             "batchnorm uses its running statistics, not the batch's; use \"gradient\": \"backprop\"")
         if not loss.decomposable and reducer is not None and reducer.world_size > 1:
             raise ValueError(f"loss {loss.name!r} is not a mean of per-sample costs, so it cannot be split "
                              "across ranks; use mse or mae for data-parallel regression")
@@ -130,22 +133,30 @@ class Trainer:
         self.epoch = 0  # completed epochs
         self.step = 0  # updates made
         self.history: list[dict[str, float]] = []
+        # running statistics at early stopping's best epoch: restoring the best
+        # parameters without them would evaluate with statistics of other weights
+        self.best_state: np.ndarray | None = None
         # the batch's loss total and correct count travel with the gradients in one all-reduce
         self._reduce_buf = np.zeros(net.n_params + 2, dtype=net.dtype)
 
     # -- state ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit-for-bit: parameters, optimiser state,
-        schedule position and state, epoch/step, early-stopping state, history."""
+        """Everything needed to continue bit-for-bit: parameters, network state (running
+        statistics), optimiser state, schedule position and state, epoch/step,
+        early-stopping state, history."""
         state: dict[str, Any] = {"params": self.net.params.copy(), "epoch": self.epoch, "step": self.step,
                                  "history": self.history, "schedule_state": self.schedule.state_dict(),
                                  "network": self.net.get_config()}
+        if self.net.state.size:  # only networks with state: dense-only checkpoints keep their keys
+            state["state"] = self.net.state.copy()
         for key, value in self.optimizer.state_dict().items():
             state["opt." + key] = value
         if self.early_stopping is not None:
             state["early_stopping"] = self.early_stopping.state_dict()
             if self.early_stopping.best_params is not None:
                 state["best_params"] = self.early_stopping.best_params.copy()
+            if self.best_state is not None:
+                state["best_state"] = self.best_state.copy()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -154,12 +165,18 @@ class Trainer:
             raise ValueError(f"checkpoint has {params.size} parameters but the network has {self.net.n_params}; "
                              "was it written for a different model?")
         np.copyto(self.net.params, params, casting="same_kind")
+        if self.net.state.size:
+            if "state" not in state or state["state"].shape != self.net.state.shape:
+                raise ValueError(f"the network has {self.net.state.size} state values (running statistics) but "
+                                 "the checkpoint has none of that size; was it written for a different model?")
+            np.copyto(self.net.state, state["state"], casting="same_kind")
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.history = list(state.get("history", []))
         self.schedule.load_state_dict(state.get("schedule_state", {}))
         self.optimizer.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("opt.")})
         if self.early_stopping is not None and "early_stopping" in state:
             self.early_stopping.load_state_dict(state["early_stopping"], state.get("best_params"))
+            self.best_state = state["best_state"].copy() if "best_state" in state else None
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, data: TrainData, prefix: str = "") -> dict[str, float]:
@@ -206,6 +223,7 @@ class Trainer:
                              f"({min(stop - start for start, stop in bounds)} samples): "
                              "every rank needs at least one sample; use a larger batch_size or fewer ranks")
         distributed = red.world_size > 1
+        net.reducer = red if distributed else None
         X = np.ascontiguousarray(train.X, dtype=dt)
         Y = np.ascontiguousarray(train.Y, dtype=dt)
         labels = train.labels
@@ -234,6 +252,10 @@ class Trainer:
         plan = [(b, stop - start, *red.shard(start, stop),
                  scales.setdefault(stop - start, np.asarray(1.0 / (stop - start), dtype=dt)))
                 for b, (start, stop) in enumerate(bounds)]
+        # rows of each global batch above and below this rank's slice: its noise is cut
+        # from the whole batch's (see ShardedNoise)
+        pads = [(plan[b][2] - start, stop - plan[b][3]) for b, (start, stop) in enumerate(bounds)]
+        sharded_noise = distributed and stochastic
 
         for cb in self.callbacks:
             cb.on_train_begin(self)
@@ -249,6 +271,7 @@ class Trainer:
                 if track_acc:
                     np.take(labels, perm, out=Ls)
             rng = noise_rng(self.seed, epoch) if stochastic else None
+            noise = ShardedNoise(rng) if sharded_noise else None
             lr = sched(lr0, self.step, epoch)
             total_loss, seen = 0.0, 0
             stop_reason = None
@@ -259,7 +282,7 @@ class Trainer:
                     grads *= (hi - lo) / nb  # numerical_gradient returns the local mean
                     out = net.forward(xb)
                 else:
-                    out = net.forward(xb, True, rng)
+                    out = net.forward(xb, True, noise.rows(*pads[b]) if noise is not None else rng)
                     net.backward(net.output_delta(loss, yb, scale))
                 bl = net.loss_total(loss, yb)
                 if track_acc:
@@ -309,6 +332,8 @@ class Trainer:
                 # MPI does not promise bitwise-equal all-reduce results on every rank;
                 # re-sharing rank 0's parameters keeps rounding drift from accumulating
                 red.broadcast(params)
+                if net.state.size:
+                    red.broadcast(net.state)
             logs: dict[str, float] = {"epoch": self.epoch, "step": self.step, "loss": total_loss / seen,
                                       "lr": lr, "time": elapsed, "samples_per_s": seen / elapsed if elapsed else 0.0}
             if track_acc:
@@ -323,6 +348,9 @@ class Trainer:
             self.history.append(logs)
             sched.on_epoch_end(logs)
             early = self.early_stopping.update(logs, self.epoch, params) if self.early_stopping else False
+            if net.state.size and self.early_stopping is not None and self.early_stopping.restore_best \
+                    and self.early_stopping.best_epoch == self.epoch:
+                self.best_state = net.state.copy()
             for cb in self.callbacks:
                 cb.on_epoch(self, logs)
             if early:
@@ -335,6 +363,8 @@ class Trainer:
         if self.early_stopping and self.early_stopping.restore_best and ended_well \
                 and self.early_stopping.best_params is not None:
             np.copyto(params, self.early_stopping.best_params)
+            if self.best_state is not None:
+                np.copyto(net.state, self.best_state)
         final = dict(self.history[-1]) if self.history else {}
         result = TrainResult(status, reason, self.epoch, self.step, final, self.history)
         for cb in self.callbacks:

@@ -233,6 +233,22 @@ class InProcessApiServer:
         self.mount(c.session)
         return c
 
+    def serve_cli(self, monkeypatch: Any, user: str = "alice") -> None:
+        """Point the ``trainyard`` CLI's client verbs (run with click's CliRunner) at this
+        app, with ``user``'s token."""
+        from trainyard.cli import remote
+
+        made = remote._client
+
+        def mounted(url: str, token: str) -> Client:
+            client = made(url, token)
+            self.mount(client.session)
+            return client
+
+        monkeypatch.setattr(remote, "_client", mounted)
+        monkeypatch.setenv("TRAINYARD_URL", self.url)
+        monkeypatch.setenv("TRAINYARD_TOKEN", self.tokens[user])
+
     def create_token(self, name: str, admin: bool = False) -> str:
         from service.store.users import create_token
 

@@ -69,6 +69,7 @@ def test_the_image_contains_what_the_commands_need():
     dockerfile = (ROOT / "Dockerfile").read_text()
     for part in ("nncore", "service", "worker", "migrations"):
         assert f"COPY {part} {part}" in dockerfile
-    assert '-e ".[cluster]"' in dockerfile  # editable: migrations next to the packages; flower for its service
+    # editable: migrations next to the packages; flower for its service; onnx for model.onnx downloads
+    assert '-e ".[cluster,onnx]"' in dockerfile
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert "flower" in pyproject.split("cluster =", 1)[1].split("\n", 1)[0]

@@ -17,6 +17,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -58,6 +59,19 @@ class ChecksumError(Exception):
 
 class NoSuchCheckpoint(LookupError):
     """The job has no checkpoint of that kind (none yet, none marked best, not that epoch)."""
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """An ONNX export (:meth:`Client.export_onnx_described`): the file's bytes and what they hold."""
+
+    data: bytes
+    job_id: int
+    epoch: int
+    #: whether early stopping's best parameters were exported rather than the checkpoint's own
+    best_params: bool
+    n_inputs: int
+    n_outputs: int
 
 
 class Client:
@@ -336,6 +350,33 @@ class Client:
             tmp.unlink(missing_ok=True)
             raise
         return target
+
+    def export_onnx(self, job_id: int, checkpoint: CheckpointRef = "latest") -> bytes:
+        """The model of a job's checkpoint as ONNX bytes (input ``input``: raw feature rows,
+        float32 [N, n_features]; output ``output``: what :meth:`predict` gives). ``checkpoint``
+        is resolved as predict resolves it: "best" is the checkpoint marked best, or else
+        the latest one with early stopping's best parameters. :class:`NoSuchCheckpoint` if
+        there is none; an :class:`ApiError` 501 when the server lacks the onnx packages."""
+        return self.export_onnx_described(job_id, checkpoint).data
+
+    def export_onnx_described(self, job_id: int, checkpoint: CheckpointRef = "latest") -> OnnxExport:
+        """:meth:`export_onnx` with what was exported: the checkpoint's epoch, whether its
+        best parameters were used, and the model's input and output widths."""
+        rows = self.checkpoints(job_id)
+        best_params = False
+        if checkpoint == "best" and rows and not any(r["is_best"] for r in rows):
+            ckpt, best_params = rows[-1], True  # as predict does
+        else:
+            ckpt = self.checkpoint(job_id, checkpoint)
+        path = f"/jobs/{job_id}/checkpoints/{ckpt['epoch']}/model.onnx"
+        resp = self._request("GET", path, params={"best_params": "true"} if best_params else None)
+        data = resp.content
+        header = _repr_digest(resp.headers.get("Repr-Digest"))
+        actual = hashlib.sha256(data).hexdigest()
+        if header is not None and header != actual:
+            raise ChecksumError(f"the ONNX export of epoch {ckpt['epoch']} of job {job_id}", header, actual)
+        return OnnxExport(data, job_id, ckpt["epoch"], best_params, int(resp.headers.get("Model-Inputs", 0)),
+                          int(resp.headers.get("Model-Outputs", 0)))
 
     def predict(self, job_id: int, inputs: Iterable[Sequence[float]], checkpoint: CheckpointRef = "latest"
                 ) -> dict[str, Any]:

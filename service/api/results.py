@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
 from apiflask import APIBlueprint
 from flask import Response, send_file
 
+from nncore.onnx_export import OnnxUnavailable, to_onnx
+
 from ..store import metrics as metrics_store
 from ..store import predict as predictions
 from ..store import results as store
 from .auth import auth, current_user
+from .errors import problem
 from .schemas import (
     CheckpointList,
     EventList,
@@ -19,6 +23,7 @@ from .schemas import (
     MetricsExportQuery,
     MetricsPage,
     MetricsQuery,
+    OnnxExportQuery,
     PredictIn,
     PredictOut,
 )
@@ -97,6 +102,47 @@ def download_checkpoint(job_id: int, epoch: int) -> Any:
     digest = base64.b64encode(bytes.fromhex(checkpoint.sha256)).decode()
     response.headers["Repr-Digest"] = f"sha-256=:{digest}:"
     return response
+
+
+_ONNX_DOWNLOAD = {
+    "description": "The checkpoint's model as an ONNX graph: input `input` (float32, [N, n_features], raw "
+                   "features), output `output` (float32, [N, n_outputs]) equal to predict's outputs; the input "
+                   "standardisation and the output activation are in the graph.",
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    "headers": {
+        "Repr-Digest": {"description": "sha-256 of the ONNX file (RFC 9530).", "schema": {"type": "string"}},
+        "Model-Inputs": {"description": "n_features: the width of `input`.", "schema": {"type": "integer"}},
+        "Model-Outputs": {"description": "The width of `output`.", "schema": {"type": "integer"}}},
+}
+
+
+@bp.get("/<int:job_id>/checkpoints/<int:epoch>/model.onnx")
+@bp.auth_required(auth)
+@bp.input(OnnxExportQuery, location="query")
+@bp.doc(summary="Export a checkpoint's model to ONNX", responses={
+    200: _ONNX_DOWNLOAD, 401: "Authentication error", 404: "No such job, checkpoint, or checkpoint file",
+    409: "The checkpoint file does not match its recorded sha256, or cannot be loaded",
+    422: "Validation error",
+    501: "The server lacks the optional packages onnx and onnxruntime, or the model has a layer or "
+         "activation the exporter does not know"})
+def export_onnx(job_id: int, epoch: int, query_data: OnnxExportQuery) -> Any:
+    checkpoint = store.get_checkpoint(db(), current_user(), job_id, epoch)
+    path = store.checkpoint_file(checkpoint)
+    best = query_data.best_params
+    # verified against the recorded sha256 (409 otherwise), through predict's model cache
+    loaded = state().models.get(path, checkpoint.sha256, best)
+    try:
+        data = to_onnx(loaded.model)
+    except OnnxUnavailable as exc:
+        return problem(501, "ONNX export unavailable", f"{exc} (on the server)")
+    except NotImplementedError as exc:
+        return problem(501, "ONNX export unavailable", str(exc))
+    name = f"job-{job_id}-epoch-{epoch}{'-best' if best else ''}.onnx"
+    net = loaded.model.net
+    return Response(data, mimetype="application/octet-stream", headers={
+        "Content-Disposition": f'attachment; filename="{name}"',
+        "Repr-Digest": f"sha-256=:{base64.b64encode(hashlib.sha256(data).digest()).decode()}:",
+        "Model-Inputs": str(net.input_dim), "Model-Outputs": str(net.output_dim)})
 
 
 @bp.get("/<int:job_id>/events")

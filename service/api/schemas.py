@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from nncore.spec import DATA_KEYS, DEFAULT_LIMITS, LAYER_KEYS, MODEL_KEYS, TOP_LEVEL
+from nncore.spec import DATA_KEYS, DEFAULT_LIMITS, LAYER_FIELDS, MODEL_KEYS, TOP_LEVEL
 
 from ..store.errors import bad_text
 from ..store.metrics import MAX_METRICS_PAGE, MAX_POINTS, MIN_POINTS
@@ -55,10 +55,13 @@ def _closed(keys: tuple[str, ...], **properties: Any) -> dict[str, Any]:
 # The outline of a job spec: its objects and their fields. Deliberately no looser nor
 # stricter than the spec validator on what it shows; the validator checks the rest
 # (names, numbers, cross-field rules) and answers 422 with every problem and its path.
+# a layer of any type: "type" (default dense) and every type's fields; which fields go
+# with which type is the validator's to say
+_LAYER_KEYS = ("type", *sorted({f for fields in LAYER_FIELDS.values() for f in fields}))
 SPEC_SCHEMA: dict[str, Any] = {
     **_closed(TOP_LEVEL,
               name={"type": "string", "maxLength": 200},
-              model=_closed(MODEL_KEYS, layers={"type": "array", "minItems": 1, "items": _closed(LAYER_KEYS)}),
+              model=_closed(MODEL_KEYS, layers={"type": "array", "minItems": 1, "items": _closed(_LAYER_KEYS)}),
               data=_closed(DATA_KEYS),
               distributed=_closed(("world_size",)),
               retention=_closed(("keep_last", "keep_best", "best_metric")),
@@ -109,7 +112,8 @@ Text = Annotated[str, BeforeValidator(_no_nul)]
 
 
 #: a comma-separated list of series names (a query's ``name``)
-SeriesNames = Annotated[str | None, BeforeValidator(_no_nul)]
+SeriesNames = Annotated[Annotated[str, Field(json_schema_extra={"pattern": r"^[^\x00]*$"})] | None,
+                        BeforeValidator(_no_nul)]
 # what a response shows of a user (a job's or dataset's owner): the name
 UserName = Annotated[str, BeforeValidator(_user_name)]
 
@@ -335,6 +339,14 @@ class CheckpointOut(_CheckpointRef):
 
 class CheckpointList(_Items[CheckpointOut]):
     pass
+
+
+class OnnxExportQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    best_params: bool = Field(False, description="Export early stopping's best parameters kept in this checkpoint "
+                                                 "(what predict's checkpoint \"best\" uses when no checkpoint is "
+                                                 "marked best); without them, the checkpoint's own.")
 
 
 class EventsQuery(BaseModel):

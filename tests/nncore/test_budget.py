@@ -49,6 +49,10 @@ CASES = {
                                     {"units": 128, "activation": "relu", "dropout": 0.5},
                                     {"units": 3, "activation": "softmax"}]}),
     "wide input": dict(batch_size=32),
+    # the general path (layers other than dense): arrays allocated per step, not cached
+    "normalisation and dropout layers": dict(batch_size=256, model={"layers": [
+        {"units": 128, "activation": "relu"}, {"type": "batchnorm"}, {"type": "dropout", "rate": 0.3},
+        {"units": 64, "activation": "tanh"}, {"type": "layernorm"}, {"units": 3, "activation": "softmax"}]}),
 }
 
 

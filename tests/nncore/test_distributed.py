@@ -107,3 +107,42 @@ def test_a_world_size_larger_than_a_batch_is_refused_with_a_clear_message(tmp_pa
     result = launch(5, "nncore.distributed", ["--spec", str(tmp_path / "s.json")], events.append, timeout_s=60)
     assert not result.ok
     assert "world size 5 is larger than a batch (4 samples)" in result.error
+
+
+def _bn_spec(epochs=4):
+    # batchnorm twice (after a hidden layer and on the inputs) and a layernorm; batches
+    # of 25 split 13+12 or 9+8+8, and the last batch of 20 splits 10+10 or 7+7+6
+    return {"model": {"dtype": "float64", "layers": [
+        {"type": "batchnorm", "momentum": 0.3}, {"units": 7, "activation": "tanh"}, {"type": "batchnorm"},
+        {"units": 5, "activation": {"name": "prelu", "alpha": 0.2}}, {"type": "layernorm"},
+        {"units": 3, "activation": "softmax"}]},
+        "loss": "categorical_cross_entropy", "optimizer": OPTIMIZERS["momentum"],
+        "data": {"dataset": "iris", "validation_split": 0.2}, "batch_size": 25, "epochs": epochs, "seed": 5,
+        "checkpoint_every": 2, "retention": {"keep_last": 0}}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_batchnorm_over_n_ranks_is_exactly_batchnorm_over_the_global_batch(tmp_path, world_size):
+    spec = _bn_spec()
+    state = load_checkpoint(_mpi_train(tmp_path, spec, world_size, "mpi"))
+    single = Job(spec, out_dir=tmp_path / "single")
+    single.run()
+    assert state["epoch"] == 4
+    assert np.abs(state["params"] - single.net.params).max() < 1e-10
+    # the running statistics too: each rank updates them from the global batch's
+    assert np.abs(state["state"] - single.net.state).max() < 1e-10
+    assert not np.allclose(state["state"], Job(spec).net.state)  # they did move
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_dropout_and_rrelu_noise_over_n_ranks_is_the_single_process_noise(tmp_path, world_size):
+    # each rank cuts its rows out of the global batch's masks and slopes, so the noise
+    # (and the trajectory) is one process's, also for the uneven last batch
+    spec = _spec(OPTIMIZERS["adam"])
+    spec["model"]["layers"] = [{"units": 7, "activation": "rrelu", "dropout": 0.3}, {"type": "dropout", "rate": 0.2},
+                               {"units": 5, "activation": "tanh"}, {"units": 3, "activation": "softmax"}]
+    state = load_checkpoint(_mpi_train(tmp_path, spec, world_size, "mpi"))
+    single = _local_params(spec, tmp_path, "single")
+    assert np.abs(state["params"] - single).max() < 1e-10

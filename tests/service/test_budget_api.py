@@ -148,18 +148,9 @@ def test_uploads_beyond_the_quota_are_refused_and_leave_nothing(small_quota):
 def test_the_me_command_shows_the_quota(small_quota, monkeypatch):
     from click.testing import CliRunner
 
-    from trainyard.cli import main, remote
+    from trainyard.cli import main
 
-    made_client = remote._client
-
-    def mounted(url, token):
-        client = made_client(url, token)
-        small_quota.mount(client.session)
-        return client
-
-    monkeypatch.setattr(remote, "_client", mounted)
-    monkeypatch.setenv("TRAINYARD_URL", small_quota.url)
-    monkeypatch.setenv("TRAINYARD_TOKEN", small_quota.tokens["alice"])
+    small_quota.serve_cli(monkeypatch)
     buf = io.BytesIO()
     np.savez(buf, X=np.eye(64), y=np.arange(64) % 2)
     assert small_quota.session("alice").post(small_quota.api + "/datasets",

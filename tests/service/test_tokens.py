@@ -429,12 +429,9 @@ def test_the_operator_commands_create_list_and_revoke(api_server):
 
 
 def test_the_api_commands_create_list_and_revoke(api_server, monkeypatch):
-    from trainyard.cli import main, remote
+    from trainyard.cli import main
 
-    made_client = remote._client
-    monkeypatch.setattr(remote, "_client", lambda url, token: _mounted(api_server, made_client(url, token)))
-    monkeypatch.setenv("TRAINYARD_URL", api_server.url)
-    monkeypatch.setenv("TRAINYARD_TOKEN", api_server.tokens["alice"])
+    api_server.serve_cli(monkeypatch)
     run = CliRunner().invoke
 
     made = run(main, ["tokens", "create", "laptop", "--expires", "12h"])
@@ -457,8 +454,3 @@ def test_the_api_commands_create_list_and_revoke(api_server, monkeypatch):
     missing = run(main, ["tokens", "revoke", str(bobs)])
     assert missing.exit_code == 1 and f"token #{bobs} does not exist" in missing.stderr
     assert run(main, ["tokens", "list", "--all"]).exit_code == 1  # 403 for alice
-
-
-def _mounted(server, client):
-    server.mount(client.session)
-    return client

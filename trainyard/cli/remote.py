@@ -523,6 +523,37 @@ def predict(job_id: int, file: Path, checkpoint: str | int, client: Any, as_json
         click.echo("\n".join(",".join(f"{v:.6g}" for v in out) for out in answer["outputs"]))
 
 
+@main.command()
+@click.argument("job_id", type=int)
+@click.option("--checkpoint", default="latest", show_default=True, type=_CheckpointRef(),
+              help="Which checkpoint: latest, best (as predict picks it), or an epoch number.")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="File or existing folder to write to [default: ./job-<id>-epoch-<epoch>.onnx].")
+@client_command(json_flag=False)
+def export(job_id: int, checkpoint: str | int, output: Path | None, client: Any) -> None:
+    """Export a job's checkpoint to ONNX: raw feature rows in (input "input", float32),
+    predict's outputs out (output "output"), the standardisation included. The server
+    needs the onnx extra (pip install 'trainyard[onnx]')."""
+    import os
+    import secrets
+
+    exported = _call(client.export_onnx_described, job_id, checkpoint)
+    name = f"job-{job_id}-epoch-{exported.epoch}{'-best' if exported.best_params else ''}.onnx"
+    target = Path(name) if output is None else output
+    if target.is_dir():
+        target = target / name
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.part"
+    try:
+        tmp.write_bytes(exported.data)
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        _fail(f"cannot write {target}: {exc.strerror}", 1)
+    params = ", early stopping's best parameters" if exported.best_params else ""
+    click.echo(f"wrote {target} ({format_bytes(len(exported.data))}): job {job_id}, epoch {exported.epoch}{params}, "
+               f"{exported.n_inputs} inputs -> {exported.n_outputs} outputs")
+
+
 def _read_rows(file: Path) -> list[list[float]]:
     import csv
     import io
