@@ -48,6 +48,14 @@ _NPY_SLACK = 4096
 # small enough not to count in the memory a file costs, large enough to count fast
 _COUNT_CHUNK = 1 << 18
 _ZIP_PREFIXES = (b"PK\x03\x04", b"PK\x05\x06")
+#: an archive's members and central directory, read before zipfile parses it: np.savez
+#: writes one member per array, and zipfile holds an object per member in memory
+#: (200,000 empty members cost it ~136 MiB and a second)
+MAX_MEMBERS = 256
+MAX_DIRECTORY_BYTES = 1 << 20
+_EOCD = b"PK\x05\x06"
+#: names shown when an archive lacks X or y
+_SHOWN_NAMES = 10
 
 
 @dataclass(frozen=True)
@@ -493,6 +501,7 @@ def _check_npz(path: str, where: str, limits: FileLimits) -> None:
         raise DatasetError("file", f"{where} is a single .npy array, not an archive of arrays 'X' and 'y'")
     if not magic.startswith(_ZIP_PREFIXES):
         return  # np.load takes it for a pickle, which allow_pickle=False refuses
+    _check_directory(path, where)
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
         # the names np.load's NpzFile gives the members: "X" is "X" or else "X.npy"
@@ -501,10 +510,32 @@ def _check_npz(path: str, where: str, limits: FileLimits) -> None:
         missing = [k for k in ("X", "y") if k not in members]
         if missing:
             files = [n.removesuffix(".npy") for n in names]
-            raise DatasetError("file", f"{where} must contain arrays 'X' and 'y'; it has: "
-                                       f"{', '.join(repr(k) for k in files) or 'no arrays'}")
+            shown = ", ".join(repr(k) for k in files[:_SHOWN_NAMES]) or "no arrays"
+            more = f" and {len(files) - _SHOWN_NAMES:,} more" if len(files) > _SHOWN_NAMES else ""
+            raise DatasetError("file", f"{where} must contain arrays 'X' and 'y'; it has: {shown}{more}")
         for key in ("X", "y"):
             _check_member(zf, members[key], key, where, limits)
+
+
+def _check_directory(path: str, where: str) -> None:
+    """Refuse an archive of more than MAX_MEMBERS members, or a central directory over
+    MAX_DIRECTORY_BYTES, from its end record alone (the last 22 bytes plus any comment,
+    at most 64 KiB), before zipfile reads the directory into objects."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - (22 + 0xFFFF)))
+        tail = fh.read()
+    at = tail.rfind(_EOCD)
+    if at < 0 or len(tail) - at < 22:
+        return  # no end record: zipfile refuses it as not a zip archive
+    entries, directory = struct.unpack("<HL", tail[at + 10:at + 16])
+    # 0xFFFF / 0xFFFFFFFF: the true figures are in a zip64 record, and so beyond any bound here
+    if entries > MAX_MEMBERS:
+        raise DatasetError("file", f"{where} has {'more than 65,534' if entries == 0xFFFF else f'{entries:,}'} "
+                                   f"members; an archive of arrays 'X' and 'y' may have at most {MAX_MEMBERS}")
+    if directory > MAX_DIRECTORY_BYTES:
+        raise DatasetError("file", f"{where} has a zip directory of {directory:,} bytes; at most "
+                                   f"{MAX_DIRECTORY_BYTES:,} are read for an archive of arrays")
 
 
 def _check_member(zf: zipfile.ZipFile, member: str, key: str, where: str, limits: FileLimits) -> None:

@@ -682,3 +682,22 @@ def test_csv_errors_keep_their_order(tmp_path):
         load_file(write(tmp_path / "c.csv", "a,b,y\n1,2,z\nx,3,1\n4,5,0\n"))
     with pytest.raises(DatasetError, match=r"no column named 'q'"):
         load_file(write(tmp_path / "t.csv", "a,b,y\n1,x,0\n"), target="q")
+
+
+def test_an_archive_of_very_many_members_is_refused_from_its_end_record(tmp_path):
+    from nncore.datasets.files import MAX_MEMBERS
+
+    members = {f"m{i}.npy": b"" for i in range(20_000)}
+    members.update({"X.npy": npy_header((2, 1), "<f8") + bytes(16), "y.npy": npy_header((2,), "<f8") + bytes(16)})
+    path = write_zip(tmp_path / "many.npz", members)
+    peak, outcome = peak_bytes(load_file, path)
+    assert isinstance(outcome, DatasetError) and outcome.field == "file"
+    assert f"has 20,002 members; an archive of arrays 'X' and 'y' may have at most {MAX_MEMBERS}" in str(outcome)
+    # zipfile never built its 20,000 member objects (~14 MB)
+    assert peak < 1 << 20, peak
+
+
+def test_an_archive_without_x_names_only_its_first_members(tmp_path):
+    path = write_zip(tmp_path / "no-x.npz", {f"a{i}.npy": b"" for i in range(40)})
+    with pytest.raises(DatasetError, match=r"it has: 'a0', 'a1', .*'a9' and 30 more$"):
+        load_file(path)
