@@ -81,7 +81,8 @@ def create_dataset(session: Session, user: User, stream: BinaryIO, filename: str
             sha256, size = _copy(stream, out)
         if size == 0:
             raise Invalid(f"{base} is empty", [FieldProblem("file", "the uploaded file is empty")])
-        check_quota(session, user, quota_bytes, size, "file", f"the upload {base}")
+        # early and advisory: a file that cannot fit is not parsed
+        check_quota(session, user, quota_bytes, size, "file", f"the upload {base}", lock=False)
         try:
             # source: nncore's messages name the client's own file, not our temp path
             # limits: the loader measures the file before it inflates or parses it
@@ -95,6 +96,8 @@ def create_dataset(session: Session, user: User, stream: BinaryIO, filename: str
                           n_samples=data.n_samples, n_features=data.n_features, task=data.task,
                           n_classes=data.n_classes, target=None if target_value is None else str(target_value),
                           created_at=utcnow())
+        # again, holding the user's row until the commit below: a concurrent upload waits
+        check_quota(session, user, quota_bytes, size, "file", f"the upload {base}")
         session.add(dataset)
         session.flush()
         final = folder / f"{dataset.id}.{fmt}"

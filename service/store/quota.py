@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from nncore.budget import Footprint, footprint, format_bytes
@@ -113,10 +113,19 @@ def _projected(session: Session, job: Job) -> int:
         return 0
 
 
-def check_quota(session: Session, user: User, quota_bytes: int, adding: int, field: str, what: str) -> None:
-    """QuotaExceeded when ``adding`` more bytes would take ``user`` past the quota."""
+def check_quota(session: Session, user: User, quota_bytes: int, adding: int, field: str, what: str,
+                lock: bool = True) -> None:
+    """QuotaExceeded when ``adding`` more bytes would take ``user`` past the quota.
+
+    With ``lock`` the user's row is written (to itself) first, so the caller's
+    transaction holds it until it commits what it is adding: two requests of one user
+    cannot both fit the last free bytes (a row lock on PostgreSQL, the write lock on
+    SQLite). Commit soon after; ``lock=False`` is for an early, advisory check."""
     if not quota_bytes:
         return
+    if lock:
+        session.execute(update(User).where(User.id == user.id).values(name=User.name)
+                        .execution_options(synchronize_session=False))
     u = usage(session, user, quota_bytes)
     if u.used_bytes + u.reserved_bytes + adding <= quota_bytes:
         return

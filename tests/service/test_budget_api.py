@@ -161,3 +161,57 @@ def test_the_me_command_shows_the_quota(small_quota, monkeypatch):
     assert out.stdout.splitlines() == [
         "alice", f"storage: {size / 1024:.1f} KiB used of 4.0 MiB (datasets {size / 1024:.1f} KiB, checkpoints 0 B)",
         f"reserved by unfinished jobs: 0 B; free: {((4 << 20) - size) / 1024 / 1024:.1f} MiB"]
+
+
+@pytest.fixture
+def store(db_template, tmp_path):
+    from tests.inprocess import store_sessions
+
+    with store_sessions(db_template, tmp_path) as (_, sessions):
+        yield sessions
+
+
+@pytest.mark.parametrize("lock", [True, False])
+def test_two_uploads_racing_for_the_last_free_bytes_cannot_both_fit(store, lock):
+    import threading
+    import time
+
+    from sqlalchemy import select
+
+    from service.store.errors import QuotaExceeded
+    from service.store.models import Dataset, User, utcnow
+    from service.store.quota import check_quota
+
+    quota, size = 1000, 600
+    outcome: dict[str, object] = {}
+    checked = threading.Event()
+
+    def upload(who: str, hold_s: float) -> None:
+        with store() as s:
+            alice = s.scalar(select(User).where(User.name == "alice"))
+            try:
+                check_quota(s, alice, quota, size, "file", "the upload", lock=lock)
+            except QuotaExceeded:
+                outcome[who] = "refused"
+                return
+            finally:
+                checked.set()
+            s.add(Dataset(owner_id=alice.id, name=who, filename=f"{who}.csv", format="csv", path="", size_bytes=size,
+                          sha256="0" * 64, n_samples=1, n_features=1, task="binary", created_at=utcnow()))
+            s.flush()
+            time.sleep(hold_s)  # the rest of an upload between its check and its commit
+            s.commit()
+            outcome[who] = "stored"
+
+    first = threading.Thread(target=upload, args=("first", 0.5))
+    first.start()
+    checked.wait(10)
+    second = threading.Thread(target=upload, args=("second", 0.0))
+    second.start()
+    first.join(10)
+    second.join(10)
+    if lock:
+        assert outcome == {"first": "stored", "second": "refused"}
+    else:
+        # the advisory check alone lets both through: what the lock is for
+        assert outcome == {"first": "stored", "second": "stored"}
