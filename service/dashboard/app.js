@@ -96,7 +96,17 @@ function num(v) {
 function bytes(n) {
   if (n < 1024) return `${n} B`;
   if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(1)} GiB`;
+}
+
+// what the user's datasets and checkpoints use of their quota (GET /me), beside their name
+function showStorage(quota) {
+  const el = document.getElementById("storage");
+  const limit = quota.limit_bytes === null ? "no quota" : `of ${bytes(quota.limit_bytes)}`;
+  el.textContent = `storage ${bytes(quota.used_bytes)} ${limit}`;
+  el.title = `datasets ${bytes(quota.datasets_bytes)}, checkpoints ${bytes(quota.checkpoints_bytes)}, ` +
+    `reserved by unfinished jobs ${bytes(quota.reserved_bytes)}`;
 }
 
 const badge = (text, kind = text) => h("span", { class: `badge ${kind}` }, text);
@@ -180,6 +190,7 @@ async function render() {
       return;
     }
     document.getElementById("who").textContent = `${app.user.name}${app.user.is_admin ? " (admin)" : ""}`;
+    showStorage(app.user.quota);
     document.getElementById("signout").hidden = false;
   }
   const hash = location.hash || "#/";
@@ -221,6 +232,7 @@ function signOut(message) {
   app.token = null;
   app.user = null;
   document.getElementById("who").textContent = "";
+  document.getElementById("storage").textContent = "";
   document.getElementById("signout").hidden = true;
   stopView();
   document.getElementById("view").replaceChildren(loginView(message));

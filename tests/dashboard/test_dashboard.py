@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,6 +130,9 @@ def test_dashboard_end_to_end(stack, browser):
     page.click("form button[type=submit]")
     page.wait_for_selector(f"#jobs tr[data-id='{quick['id']}']")
     assert page.inner_text("#who") == "alice"
+    # the quick job may have written a checkpoint already: the figure is its size or 0
+    assert re.fullmatch(r"storage [\d.]+ (B|KiB) of 50\.0 GiB", page.inner_text("#storage"))
+    assert "reserved by unfinished jobs" in page.get_attribute("#storage", "title")
 
     # the quick job finishes; the table updates by itself and shows its result
     page.wait_for_selector(f"#jobs tr[data-id='{quick['id']}'][data-status='succeeded']", timeout=30_000)
