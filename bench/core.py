@@ -4,6 +4,9 @@ Three MLPs on synthetic data, SGD + momentum 0.9, lr 0.01, float32:
   small   2-16-16-1        sigmoid hidden, sigmoid + BCE,   batch 32
   mnist   784-256-128-10   ReLU hidden,    softmax + CE,    batch 128
   large   1024-1024-1024-10 ReLU hidden,   softmax + CE,    batch 256
+  bn      784-256-BN-128-LN-dropout(0.1)-10, ReLU hidden, softmax + CE, batch 128
+          (a mixed network: Network's general per-layer path; scikit-learn has no
+          normalisation layers, so its column is n/a)
 nncore runs its real Trainer with per-step loss and accuracy on. PyTorch runs a plain
 nn.Sequential loop over pre-made tensor batches. scikit-learn runs MLPClassifier
 (solver "sgd", same sizes and batch, partial epochs via max_iter).
@@ -11,7 +14,7 @@ Each configuration is timed at 1 BLAS thread and again at 2. Prints samples/s an
 the GFLOP/s nncore achieves in its matrix products next to the machine's float32
 matmul rate (a 1024x1024 product).
 
-Usage:  python bench/core.py [--quick] [--only small,mnist,large] [--threads 1,2]
+Usage:  python bench/core.py [--quick] [--only small,mnist,large,bn] [--threads 1,2]
 """
 from __future__ import annotations
 
@@ -33,7 +36,14 @@ CONFIGS = {
     "small": dict(dims=[2, 16, 16, 1], hidden="sigmoid", batch=32, n=32768),
     "mnist": dict(dims=[784, 256, 128, 10], hidden="relu", batch=128, n=8192),
     "large": dict(dims=[1024, 1024, 1024, 10], hidden="relu", batch=256, n=4096),
+    # dims are the dense widths; "layers" spells the whole stack (the non-dense layers
+    # keep the width of their input)
+    "bn": dict(dims=[784, 256, 128, 10], hidden="relu", batch=128, n=8192,
+               layers=[{"units": 256, "activation": "relu"}, {"type": "batchnorm"},
+                       {"units": 128, "activation": "relu"}, {"type": "layernorm"},
+                       {"type": "dropout", "rate": 0.1}, {"units": 10, "activation": "softmax"}]),
 }
+EPOCHS = {"small": 8, "mnist": 3, "large": 2, "bn": 3}
 
 
 def make_data(cfg: dict, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -56,8 +66,11 @@ def flops_per_sample(dims: list[int]) -> float:
 
 def bench_nncore(cfg: dict, X: np.ndarray, labels: np.ndarray, epochs: int) -> float:
     dims, k = cfg["dims"], cfg["dims"][-1]
-    layers = [Dense(d, cfg["hidden"]) for d in dims[1:-1]]
-    layers.append(Dense(k, "sigmoid" if k == 1 else "softmax"))
+    if "layers" in cfg:
+        layers = cfg["layers"]
+    else:
+        layers = [Dense(d, cfg["hidden"]) for d in dims[1:-1]]
+        layers.append(Dense(k, "sigmoid" if k == 1 else "softmax"))
     net = Network(dims[0], layers, init="glorot_uniform", dtype="float32", seed=0)
     Y = labels[:, None].astype(np.float32) if k == 1 else np.eye(k, dtype=np.float32)[labels]
     loss = LOSSES.resolve("binary_cross_entropy" if k == 1 else "categorical_cross_entropy")
@@ -80,9 +93,25 @@ def bench_torch(cfg: dict, X: np.ndarray, labels: np.ndarray, epochs: int, threa
     dims, k = cfg["dims"], cfg["dims"][-1]
     act = {"sigmoid": torch.nn.Sigmoid, "relu": torch.nn.ReLU}[cfg["hidden"]]
     mods: list = []
-    for a, b in zip(dims[:-2], dims[1:-1], strict=False):
-        mods += [torch.nn.Linear(a, b), act()]
-    mods.append(torch.nn.Linear(dims[-2], k))
+    if "layers" in cfg:
+        width = dims[0]
+        for la in cfg["layers"]:
+            kind = la.get("type", "dense")
+            if kind == "dense":
+                mods.append(torch.nn.Linear(width, la["units"]))
+                width = la["units"]
+                if la.get("activation") == cfg["hidden"]:
+                    mods.append(act())
+            elif kind == "batchnorm":
+                mods.append(torch.nn.BatchNorm1d(width))
+            elif kind == "layernorm":
+                mods.append(torch.nn.LayerNorm(width))
+            elif kind == "dropout":
+                mods.append(torch.nn.Dropout(la["rate"]))
+    else:
+        for a, b in zip(dims[:-2], dims[1:-1], strict=False):
+            mods += [torch.nn.Linear(a, b), act()]
+        mods.append(torch.nn.Linear(dims[-2], k))
     model = torch.nn.Sequential(*mods)
     lossf = torch.nn.BCEWithLogitsLoss() if k == 1 else torch.nn.CrossEntropyLoss()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -112,6 +141,8 @@ def bench_sklearn(cfg: dict, X: np.ndarray, labels: np.ndarray, epochs: int) -> 
         from sklearn.neural_network import MLPClassifier
     except ImportError:
         return None
+    if "layers" in cfg:
+        return None  # MLPClassifier has no normalisation or dropout layers
     dims = cfg["dims"]
     clf = MLPClassifier(hidden_layer_sizes=tuple(dims[1:-1]), activation="logistic" if cfg["hidden"] == "sigmoid"
                         else "relu", solver="sgd", learning_rate_init=0.01, momentum=0.9, nesterovs_momentum=False,
@@ -155,7 +186,7 @@ def main() -> None:
         for name in names:
             cfg = CONFIGS[name]
             X, labels = make_data(cfg)
-            epochs = 1 if args.quick else {"small": 8, "mnist": 3, "large": 2}[name]
+            epochs = 1 if args.quick else EPOCHS[name]
             ours, torch_sps, sk = 0.0, None, None
             with threadpool_limits(threads, user_api="blas"):
                 # interleaved, best of N: the machine's speed drifts, so each contender

@@ -96,17 +96,17 @@ def footprint(spec: dict[str, Any], n_samples: int, n_features: int) -> Footprin
     # a mask and a pre-dropout copy with dropout) and a cast copy of the input; at most
     # the training batch, its last partial batch and two chunk sizes of the validation
     # set (the training set is scored from the outputs its batches already made).
-    # A network with other layer types runs the general path instead: it caches no
-    # buffers, only the arrays of the last forward (about 4 of each layer's width: the
-    # output, a normalised or mask copy, the gradients going down), so its peak is that
-    # of the largest batch alone.
+    # A network with other layer types runs the general path: a workspace per layer and
+    # cached batch size (its output, what its backward needs, the gradient it passes
+    # down, one input's width), for the training batch and its last partial batch;
+    # evaluation makes its arrays afresh, one chunk at a time.
     general = any(la.kind != "dense" for la in shape)
     per_row = n_features + sum(
-        la.out_dim * (5 if cfg.get("dropout") else 4 if general else 3) for la, cfg in zip(shape, layers, strict=True))
+        la.out_dim * (5 if cfg.get("dropout") else 3) + (la.in_dim if general else 0)
+        for la, cfg in zip(shape, layers, strict=True))
     partial = 0 if spec["data"]["drop_last"] else n_train % batch
     eval_rows = min(EVAL_ROWS, n_val)
-    rows = (max(rank_rows, eval_rows) if general
-            else rank_rows + math.ceil(partial / ws) + 2 * eval_rows)
+    rows = rank_rows + math.ceil(partial / ws) + (1 if general else 2) * eval_rows
     act_bytes = rows * per_row * isz
 
     n_state = sum(la.n_state for la in shape)  # running statistics, in the state buffer and the checkpoint

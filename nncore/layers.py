@@ -8,6 +8,13 @@ buffer order); the network carves those out of its flat ``params``, ``grads`` an
 dense layers only through its own preallocated plans instead, so ``Dense.forward`` /
 ``Dense.backward`` here serve mixed networks.
 
+Work arrays: :meth:`Layer.workspace` returns a dict of the arrays a layer's forward
+writes for one batch size (its output and saved intermediates such as BatchNorm's xhat
+and 1/std, dropout masks); the backward's (dC/dx) join it on first use. The network
+keeps one per layer and training batch size and passes it as ``out=``, so a training
+step allocates nothing after the first at a size. Called without ``out`` a layer makes
+a fresh workspace, and computes exactly the same numbers, operation for operation.
+
 A spec's layer is ``{"type": ..., **fields}`` with ``"type"`` defaulting to
 ``"dense"``; a dense layer's config carries no ``type`` key, so every config and
 checkpoint written before layer types existed still loads as it is.
@@ -69,19 +76,51 @@ class Layer:
     def stochastic(self) -> bool:
         return False
 
+    def workspace(self, n: int, dtype: Any) -> dict[str, np.ndarray]:
+        """The arrays forward writes for a batch of ``n`` rows, by name; those only the
+        backward writes (dC/dx among them) join it on first use (:meth:`_scratch`)."""
+        return {}
+
     def forward(self, x: np.ndarray, training: bool, rng: np.random.Generator | None,
-                reducer: Any = None) -> np.ndarray:
+                reducer: Any = None, out: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Output of shape (n_samples, output_dim) for x of shape (n_samples, in_dim).
 
         ``reducer`` (the trainer's, or None on one process) is for layers whose training
-        forward depends on the whole global batch (BatchNorm).
+        forward depends on the whole global batch (BatchNorm). ``out`` is a
+        :meth:`workspace` for x's batch size (None: allocate one); the result may be one
+        of its arrays (or x itself), valid until the next forward with that workspace.
         """
         raise NotImplementedError
 
-    def backward(self, dy: np.ndarray, reducer: Any = None) -> np.ndarray:
+    def backward(self, dy: np.ndarray, reducer: Any = None,
+                 out: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """dC/dx given dC/dy of the last forward; writes this rank's share of the
-        parameter gradients (the trainer sums them over ranks)."""
+        parameter gradients (the trainer sums them over ranks). ``out`` is the
+        workspace of that forward (None: the one it used). May overwrite ``dy`` (as
+        :meth:`Activation.backward` may): the network passes its own work arrays."""
         raise NotImplementedError
+
+    def _scratch(self, ws: dict[str, np.ndarray], name: str, like: np.ndarray) -> np.ndarray:
+        """``ws[name]``, made like ``like`` on first use: the arrays only a backward
+        needs, so an evaluation forward's workspace holds no more than its outputs."""
+        a = ws.get(name)
+        if a is None:
+            a = ws[name] = np.empty_like(like)
+        return a
+
+    def _workspace(self, x: np.ndarray, out: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        """``out``, or a fresh workspace for x (a forward called without one, or on an x
+        that is not C-contiguous: only a network's input can be one)."""
+        if out is None or not x.flags.c_contiguous:
+            out = self.workspace(x.shape[0], x.dtype)
+            if not x.flags.c_contiguous:
+                # x's layout for the arrays of x's shape, as ``x - mean`` or
+                # ``np.empty_like(x)`` gave them: the sums over them run in memory order
+                for k, v in out.items():
+                    if v.shape == x.shape:
+                        out[k] = np.empty_like(x)
+        self._ws = out
+        return out
 
     def get_config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"type": self.kind}
@@ -106,7 +145,11 @@ def draw_dropout_mask(rng: np.random.Generator | None, mask: np.ndarray, rate: f
     """
     if rng is None:
         raise ValueError("dropout needs `rng` when training=True")
-    np.greater_equal(rng.random(mask.shape, dtype=mask.dtype), rate, out=mask)
+    if isinstance(rng, np.random.Generator) and mask.flags.c_contiguous:
+        rng.random(dtype=mask.dtype, out=mask)  # the same stream as rng.random(mask.shape)
+        np.greater_equal(mask, rate, out=mask)
+    else:  # ShardedNoise and other stand-ins: their random() allocates
+        np.greater_equal(rng.random(mask.shape, dtype=mask.dtype), rate, out=mask)
     mask *= 1.0 / (1.0 - rate)
 
 
@@ -181,32 +224,56 @@ class Dense(Layer):
         return f"Dense({self.units}, {self.activation!r}, dropout={self.dropout})"
 
     # -- the general path (mixed networks); dense-only networks use Network's plans ----
-    def forward(self, x, training, rng, reducer=None):
+    def workspace(self, n, dtype):
+        # z, a = f(z); with dropout the mask and y = a * mask; the backward's dC/dx
+        # ("dx") is made on first use (the network's first layer never needs one)
+        u = self.units
+        ws = {"z": np.empty((n, u), dtype=dtype), "a": np.empty((n, u), dtype=dtype)}
+        if self.dropout:
+            for k in ("mask", "y"):
+                ws[k] = np.empty((n, u), dtype=dtype)
+        return ws
+
+    def _workspace(self, x, out):
+        if out is None:  # a standalone call: x W computes in their common dtype
+            out = self.workspace(x.shape[0], np.result_type(x, self.W))
+        self._ws = out
+        return out
+
+    def forward(self, x, training, rng, reducer=None, out=None):
+        ws = self._workspace(x, out)
         self._x = x
-        z = self._z = np.dot(x, self.W)
-        z += self.b
-        a = np.empty_like(z)
+        z = self._z = np.dot(x, self.W, out=ws["z"])
+        np.add(z, self.b, out=z)
+        a = self._pre = ws["a"]  # backward's f'(z) may need f(z) before the mask
         self.activation.forward(z, a, training, rng)
         self._mask = None
         if self.dropout and training:
-            self._mask = np.empty_like(z)
-            draw_dropout_mask(rng, self._mask, self.dropout)
-            self._pre = a  # backward's f'(z) may need f(z) before the mask
-            return a * self._mask
-        self._pre = a
+            mask = self._mask = ws["mask"]
+            draw_dropout_mask(rng, mask, self.dropout)
+            return np.multiply(a, mask, out=ws["y"])
         return a
 
-    def backward(self, dy, reducer=None):
+    def delta(self, dy: np.ndarray) -> np.ndarray:
+        """dC/dz from dC/dy (through the dropout mask and the activation); may overwrite dy."""
         if self._mask is not None:
-            dy = dy * self._mask
-        return self.backward_z(self.activation.backward(self._z, self._pre, dy))
+            dy = np.multiply(dy, self._mask, out=dy)
+        return self.activation.backward(self._z, self._pre, dy)
+
+    def backward(self, dy, reducer=None, out=None):
+        return self.backward_z(self.delta(dy))
 
     def backward_z(self, delta: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         """Parameter gradients and dC/dx from dC/dz (the output layer starts here: the
         loss hands it dC/dz, fused with the activation where it can be)."""
         np.dot(self._x.T, delta, out=self.gW)
         np.sum(delta, axis=0, out=self.gb)
-        return np.dot(delta, self.W.T) if need_dx else None
+        if not need_dx:
+            return None
+        dx = self._ws.get("dx")
+        if dx is None:
+            dx = self._ws["dx"] = np.empty((delta.shape[0], self.in_dim), dtype=delta.dtype)
+        return np.dot(delta, self.W.T, out=dx)
 
 
 class _Affine(Layer):
@@ -215,6 +282,16 @@ class _Affine(Layer):
     def __init__(self, eps: float = 1e-5) -> None:
         self.eps = check_number("eps", eps, low=0, low_open=True)
         self.gamma = self.beta = self.ggamma = self.gbeta = None
+
+    def _scale(self, xc: np.ndarray, inv: np.ndarray, ws: dict[str, np.ndarray]) -> np.ndarray:
+        # in place: inv (holding var + eps) becomes 1/std, xc (centred) becomes xhat;
+        # returns gamma xhat + beta in the workspace's output
+        np.sqrt(inv, out=inv)
+        np.divide(1.0, inv, out=inv)
+        self._inv = inv
+        self._xhat = np.multiply(xc, inv, out=xc)
+        y = np.multiply(self._xhat, self.gamma, out=ws["y"])
+        return np.add(y, self.beta, out=y)
 
     def param_parts(self, in_dim):
         return [("gamma", in_dim), ("beta", in_dim)]
@@ -277,53 +354,70 @@ class BatchNorm(_Affine):
         self.running_mean[...] = 0.0
         self.running_var[...] = 1.0
 
-    def forward(self, x, training, rng, reducer=None):
+    def workspace(self, n, dtype):
+        # s: the forward's (sum, rows); mean, sq (centred squares), var, tmp (a
+        # running-statistics term), inv = 1/std, gi = gamma/std; xhat (xc, centred,
+        # until scaled in place), y; sb: the backward's (sum dy, sum dy xhat); its dx
+        # is made on first use
+        f = self.in_dim
+        ws = {k: np.empty((n, f), dtype=dtype) for k in ("xhat", "y")}
+        ws.update({k: np.empty(f, dtype=dtype) for k in ("mean", "sq", "var", "tmp", "inv", "gi")})
+        ws["s"] = np.empty(f + 1, dtype=dtype)
+        ws["sb"] = np.empty(2 * f, dtype=dtype)
+        return ws
+
+    def forward(self, x, training, rng, reducer=None, out=None):
+        ws = self._workspace(x, out)
         self._training = training
+        xc = ws["xhat"]
         if training:
             f = x.shape[1]
             # sum and row count in one all-reduce; then centred squares (two passes,
             # not E[x^2] - E[x]^2, which cancels badly when |mean| >> std)
-            s = np.empty(f + 1, dtype=x.dtype)
+            s = ws["s"]
             np.sum(x, axis=0, out=s[:f])
             s[f] = x.shape[0]
             if reducer is not None:
                 reducer.allreduce_sum(s)
             n = float(s[f])
-            mean = s[:f] / n
-            xc = x - mean
-            sq = np.einsum("ij,ij->j", xc, xc)
+            mean = np.divide(s[:f], n, out=ws["mean"])
+            np.subtract(x, mean, out=xc)
+            sq = np.einsum("ij,ij->j", xc, xc, out=ws["sq"])
             if reducer is not None:
                 reducer.allreduce_sum(sq)
-            var = sq / n
-            m = self.momentum
+            var = np.divide(sq, n, out=ws["var"])
+            m, tmp = self.momentum, ws["tmp"]
             self.running_mean *= 1.0 - m
-            self.running_mean += m * mean
+            self.running_mean += np.multiply(m, mean, out=tmp)
             self.running_var *= 1.0 - m
-            self.running_var += (m * n / max(n - 1.0, 1.0)) * var
+            self.running_var += np.multiply(m * n / max(n - 1.0, 1.0), var, out=tmp)
             self._n = n
         else:
-            xc = x - self.running_mean
+            np.subtract(x, self.running_mean, out=xc)
             var = self.running_var
-        self._inv = 1.0 / np.sqrt(var + self.eps)
-        self._xhat = xc * self._inv
-        return self._xhat * self.gamma + self.beta
+        return self._scale(xc, np.add(var, self.eps, out=ws["inv"]), ws)
 
-    def backward(self, dy, reducer=None):
+    def backward(self, dy, reducer=None, out=None):
+        ws = out or self._ws
         f = dy.shape[1]
-        s = np.empty(2 * f, dtype=dy.dtype)
+        s = ws["sb"]
         np.sum(dy, axis=0, out=s[:f])
-        s[f:] = np.einsum("ij,ij->j", dy, self._xhat)
+        np.einsum("ij,ij->j", dy, self._xhat, out=s[f:])
         # this rank's sums are its share of dbeta and dgamma: the trainer all-reduces them
         self.gbeta[...] = s[:f]
         self.ggamma[...] = s[f:]
+        gi = np.multiply(self.gamma, self._inv, out=ws["gi"])
+        dx = self._scratch(ws, "dx", dy)
         if not self._training:
-            return dy * (self.gamma * self._inv)
+            return np.multiply(dy, gi, out=dx)
         # dy already carries the loss's 1/n_global, so the global sums (not means over
         # this rank's rows) give dx = gamma/std (dy - mean(dy) - xhat mean(dy xhat)).
         if reducer is not None:
             reducer.allreduce_sum(s)
         s /= self._n
-        return (dy - s[:f] - self._xhat * s[f:]) * (self.gamma * self._inv)
+        np.subtract(dy, s[:f], out=dx)
+        np.subtract(dx, np.multiply(self._xhat, s[f:], out=dy), out=dx)  # dy is spent: reuse it
+        return np.multiply(dx, gi, out=dx)
 
 
 @LAYERS.register
@@ -347,19 +441,37 @@ class LayerNorm(_Affine):
     kind = name = "layernorm"
     fields = ("eps",)
 
-    def forward(self, x, training, rng, reducer=None):
-        xc = x - x.mean(axis=1, keepdims=True)
-        self._inv = 1.0 / np.sqrt(np.einsum("ij,ij->i", xc, xc)[:, None] / x.shape[1] + self.eps)
-        self._xhat = xc * self._inv
-        return self._xhat * self.gamma + self.beta
+    def workspace(self, n, dtype):
+        # per-row columns (n, 1): mean, inv = 1/std, the backward's row mean of g and
+        # its row sums of g xhat (each also kept as an (n,) view for einsum's out=);
+        # xhat (xc until scaled in place), y; the backward's dx is made on first use
+        f = self.in_dim
+        ws = {k: np.empty((n, f), dtype=dtype) for k in ("xhat", "y")}
+        for k in ("mean", "inv", "gm", "e"):
+            ws[k] = np.empty((n, 1), dtype=dtype)
+            ws[k + "1"] = ws[k][:, 0]
+        return ws
 
-    def backward(self, dy, reducer=None):
+    def forward(self, x, training, rng, reducer=None, out=None):
+        ws = self._workspace(x, out)
+        xc = np.subtract(x, x.mean(axis=1, keepdims=True, out=ws["mean"]), out=ws["xhat"])
+        inv = ws["inv"]
+        np.einsum("ij,ij->i", xc, xc, out=ws["inv1"])
+        np.divide(inv, x.shape[1], out=inv)
+        return self._scale(xc, np.add(inv, self.eps, out=inv), ws)
+
+    def backward(self, dy, reducer=None, out=None):
+        ws = out or self._ws
         xhat = self._xhat
         np.sum(dy, axis=0, out=self.gbeta)
         np.einsum("ij,ij->j", dy, xhat, out=self.ggamma)
-        g = dy * self.gamma
-        return (g - g.mean(axis=1, keepdims=True) - xhat * np.einsum("ij,ij->i", g, xhat)[:, None] / dy.shape[1]
-                ) * self._inv
+        g = np.multiply(dy, self.gamma, out=dy)  # dy is spent: g overwrites it
+        dx = np.subtract(g, g.mean(axis=1, keepdims=True, out=ws["gm"]), out=self._scratch(ws, "dx", dy))
+        np.einsum("ij,ij->i", g, xhat, out=ws["e1"])
+        t = np.multiply(xhat, ws["e"], out=g)  # g is spent: reuse it
+        np.divide(t, dy.shape[1], out=t)  # (xhat * sum(g xhat)) / f, in that order
+        np.subtract(dx, t, out=dx)
+        return np.multiply(dx, self._inv, out=dx)
 
 
 @LAYERS.register
@@ -386,16 +498,20 @@ class Dropout(Layer):
     def stochastic(self) -> bool:
         return bool(self.rate)
 
-    def forward(self, x, training, rng, reducer=None):
+    def workspace(self, n, dtype):
+        return {k: np.empty((n, self.in_dim), dtype=dtype) for k in ("mask", "y")}  # dx on first use
+
+    def forward(self, x, training, rng, reducer=None, out=None):
         if not (training and self.rate):
             self._mask = None
             return x
-        self._mask = np.empty_like(x)
-        draw_dropout_mask(rng, self._mask, self.rate)
-        return x * self._mask
+        ws = self._workspace(x, out)
+        mask = self._mask = ws["mask"]
+        draw_dropout_mask(rng, mask, self.rate)
+        return np.multiply(x, mask, out=ws["y"])
 
-    def backward(self, dy, reducer=None):
-        return dy if self._mask is None else dy * self._mask
+    def backward(self, dy, reducer=None, out=None):
+        return dy if self._mask is None else np.multiply(dy, self._mask, out=self._scratch(out or self._ws, "dx", dy))
 
 
 def build_layer(layer: Layer | dict[str, Any]) -> Layer:

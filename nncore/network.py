@@ -15,7 +15,9 @@ C-contiguous buffers preallocated per batch size, and the matrix products go thr
 training step allocates nothing but a few scalars. For small layers the cost of a step
 is the number of NumPy calls, which is why the loops below are spelled out rather than
 composed from smaller helpers. A network with other layer types takes the general
-path (each layer's ``forward``/``backward``), which allocates its arrays per step.
+path (each layer's ``forward``/``backward``), which writes into per-batch-size
+workspaces (:class:`_LayerBuffers`, cached by the same rule), so it too allocates
+nothing per step after the first at a batch size.
 """
 from __future__ import annotations
 
@@ -72,6 +74,23 @@ class _Buffers:
                                    self.Z[i - 1], self.act[i - 1], self.mask[i - 1], self.pre[i - 1]))
 
 
+class _LayerBuffers:
+    """The general path's per-batch-size work arrays for training: one workspace per
+    layer (:meth:`Layer.workspace`: its output and saved intermediates; the arrays of
+    its backward, dC/dx among them, join it on the first backward), the output layer's
+    dC/dz, and the cast of an input of another dtype.
+
+    An evaluation forward uses none of them: it allocates its arrays per call, as it
+    always has, so a training output held across it stays intact and an evaluation
+    chunk (up to ``predict``'s 4096 rows) costs no cached memory.
+    """
+
+    def __init__(self, net: Network, n: int) -> None:
+        self.train = [la.workspace(n, net.dtype) for la in net.layers]
+        self.delta = np.empty((n, net.output_dim), dtype=net.dtype)
+        self.X: np.ndarray | None = None
+
+
 class Network:
     """A feed-forward stack of layers with flat parameter, gradient and state buffers.
 
@@ -118,7 +137,8 @@ class Network:
         self.reducer: Any = None
         self._layout()
         self.reset_parameters(self.seed)
-        self._buffers: dict[int, _Buffers] = {}
+        self._buffers: dict[int, Any] = {}  # _Buffers, or _LayerBuffers on the general path
+        self._ws: list[Any] = []  # the general path's workspaces of the last forward (None: the layer's own)
         self._in: np.ndarray | None = None
         self._n = 0
 
@@ -187,12 +207,14 @@ class Network:
         return f"Network({dims}, {self.n_params} params, {self.dtype.name})"
 
     # -- forward / backward ----------------------------------------------------------
-    def buffers(self, n: int) -> _Buffers:
+    def buffers(self, n: int) -> Any:
+        """The work arrays for batch size n (:class:`_Buffers`, or :class:`_LayerBuffers`
+        for a mixed network), kept for the last few batch sizes."""
         buf = self._buffers.get(n)
         if buf is None:
             if len(self._buffers) >= _MAX_CACHED_BATCH_SIZES:
                 self._buffers.pop(next(iter(self._buffers)))
-            buf = self._buffers[n] = _Buffers(self, n)
+            buf = self._buffers[n] = (_LayerBuffers if self._general else _Buffers)(self, n)
         return buf
 
     def forward(self, X: np.ndarray, training: bool = False, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -250,7 +272,8 @@ class Network:
         act = self.layers[-1].activation
         if self._general:
             last = self.layers[-1]
-            z, a, out = last._z, last._pre, np.empty_like(last._z)
+            z, a = last._z, last._pre
+            out = self._buffers[self._n].delta if self._training else np.empty_like(z)
         else:
             buf = self._buffers[self._n]
             z, a, out = buf.Z[-1], buf.act[-1], buf.G[-1]
@@ -278,23 +301,37 @@ class Network:
     def _forward_general(self, X: np.ndarray, training: bool, rng: np.random.Generator | None) -> np.ndarray:
         if X.ndim != 2 or X.shape[1] != self.input_dim:
             raise ValueError(f"expected input of shape (n_samples, {self.input_dim}), got {X.shape}")
-        a = X if X.dtype == self.dtype else X.astype(self.dtype)
-        self._n, self._training = X.shape[0], training
-        for layer in self.layers:
-            a = layer.forward(a, training, rng, self.reducer)
+        n = X.shape[0]
+        self._n, self._training = n, training
+        if not training:  # evaluation: each layer makes fresh arrays (see _LayerBuffers)
+            self._ws = wss = [None] * len(self.layers)
+            a = X if X.dtype == self.dtype else X.astype(self.dtype)
+        else:
+            buf = self._buffers.get(n) or self.buffers(n)
+            self._ws = wss = buf.train
+            a = X
+            if X.dtype != self.dtype and not X.flags.c_contiguous:
+                a = X.astype(self.dtype)  # keeps X's layout, which a normalising first layer's sums see
+            elif X.dtype != self.dtype:
+                if buf.X is None:
+                    buf.X = np.empty((n, self.input_dim), dtype=self.dtype)
+                a = buf.X
+                np.copyto(a, X, casting="unsafe")  # what X.astype(dtype) computes
+        reducer = self.reducer
+        for layer, ws in zip(self.layers, wss, strict=True):
+            a = layer.forward(a, training, rng, reducer, ws)
         return a
 
     def _backward_general(self, delta: np.ndarray) -> None:
-        layers = self.layers
+        layers, wss = self.layers, self._ws
         g = layers[-1].backward_z(delta, need_dx=len(layers) > 1)
         for i in range(len(layers) - 2, -1, -1):
             layer = layers[i]
             if i == 0 and layer.kind == "dense":
                 # the input needs no gradient: skip the first layer's dC/dx product
-                layer.backward_z(layer.activation.backward(layer._z, layer._pre, g if layer._mask is None
-                                                           else g * layer._mask), need_dx=False)
+                layer.backward_z(layer.delta(g), need_dx=False)
             else:
-                g = layer.backward(g, self.reducer)
+                g = layer.backward(g, self.reducer, wss[i])
 
     def predict(self, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Outputs for X (evaluation mode: no dropout, RReLU at its mean slope)."""
