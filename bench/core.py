@@ -197,9 +197,9 @@ def main() -> None:
                     torch_sps = t if torch_sps is None or (t and t > torch_sps) else torch_sps
                 sk = bench_sklearn(cfg, X, labels, epochs)
             fmt = lambda v: f"{v:>14,.0f}" if v else f"{'n/a':>14}"  # noqa: E731
-            ratio = lambda v, ours=ours: f"{ours / v:>9.2f}" if v else f"{'n/a':>9}"  # noqa: E731
+            ratio = lambda v, w, p, ours=ours: f"{ours / v:>{w}.{p}f}" if v else f"{'n/a':>{w}}"  # noqa: E731
             gf = ours * flops_per_sample(cfg["dims"]) / 1e9
-            print(f"{name:<8}{fmt(ours)}{fmt(torch_sps)}{fmt(sk)}{ratio(torch_sps)}{ratio(sk)[:-1]:>10}"
+            print(f"{name:<8}{fmt(ours)}{fmt(torch_sps)}{fmt(sk)}{ratio(torch_sps, 9, 2)}{ratio(sk, 10, 1)}"
                   f"{gf:>11.1f} ({100 * gf / peak:.0f}%)")
 
 
